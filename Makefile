@@ -1,0 +1,60 @@
+# certmint: `make run` runs the operator (against a local control plane unless KUBECONFIG is set);
+# `make test` runs the whole suite. Everything they need is installed by the targets below.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := .cache/bin
+CLUSTER_DIR := .cache/cluster
+export CERTMINT_BIN_DIR := $(abspath $(BIN))
+export PATH := $(abspath $(BIN)):$(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: run test unit e2e lint tools system-deps cluster cluster-down bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+tools:
+	hack/build-tools.sh
+
+system-deps:
+	hack/install-system-deps.sh
+
+cluster: venv tools
+	@$(PY) -m certmint.localcluster up --dir $(CLUSTER_DIR)
+
+cluster-down: venv
+	@$(PY) -m certmint.localcluster down --dir $(CLUSTER_DIR)
+
+# The operator in the foreground. With KUBECONFIG set it uses that cluster; otherwise it
+# starts (or reuses) the local control plane.
+run: venv tools
+	@if [ -z "$$KUBECONFIG" ]; then \
+		eval "$$($(PY) -m certmint.localcluster up --dir $(CLUSTER_DIR))" || exit 1; \
+		echo "In another terminal: export KUBECONFIG=$$KUBECONFIG PATH=$(abspath $(BIN)):\$$PATH"; \
+	fi; \
+	kubectl apply --server-side --force-conflicts -f crds/ && \
+	exec $(VENV)/bin/certmint operator --cluster-resource-namespace default
+
+lint: venv
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+# pytest exits 5 when it collected nothing: that is a broken suite, so say so and fail.
+test: venv tools system-deps
+	$(VENV)/bin/lint-imports
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: venv tools
+	$(PY) -m bench
+
+clean: cluster-down
+	rm -rf $(VENV) .cache/bin

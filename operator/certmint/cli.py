@@ -1,0 +1,75 @@
+"""The `certmint` command."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+
+from certmint.model.duration import parse_duration
+
+
+def _duration(text: str) -> dt.timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _default_namespace() -> str:
+    """The namespace the operator runs in (in a pod), else 'certmint'."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip()
+    except OSError:
+        return os.environ.get("POD_NAMESPACE", "certmint")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="certmint", description="Kubernetes-native certificate automation.")
+    sub = p.add_subparsers(dest="command", required=True)
+    op = sub.add_parser("operator", help="run the operator")
+    op.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    op.add_argument("--namespace", action="append", default=[], dest="namespaces",
+                    help="watch only this namespace (repeatable; default: all namespaces)")
+    op.add_argument("--cluster-resource-namespace", default=None,
+                    help="where ClusterIssuers read their CA Secrets (default: the operator's own namespace)")
+    op.add_argument("--metrics-port", type=int, default=9402, help="port for /metrics, /healthz, /readyz")
+    op.add_argument("--metrics-host", default="0.0.0.0", help="address to serve metrics on")
+    op.add_argument("--workers", type=int, default=8, help="certificates reconciled in parallel")
+    op.add_argument("--backoff-initial", type=_duration, default=dt.timedelta(seconds=10),
+                    help="first retry delay after a failed issuance (Go duration, default 10s)")
+    op.add_argument("--backoff-max", type=_duration, default=dt.timedelta(hours=1),
+                    help="longest retry delay (Go duration, default 1h)")
+    op.add_argument("--issuer-recheck", type=_duration, default=dt.timedelta(minutes=5),
+                    help="how often CA issuers re-read CA Secrets certmint did not issue (default 5m)")
+    op.add_argument("--log-format", choices=["text", "json"], default="text")
+    op.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                    type=str.upper)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "operator":
+        from certmint import logs
+        from certmint.controller.operator import run
+        from certmint.controller.options import Options
+
+        logs.configure(args.log_format, args.log_level)
+        run(Options(
+            kubeconfig=args.kubeconfig,
+            namespaces=tuple(args.namespaces),
+            cluster_resource_namespace=args.cluster_resource_namespace or _default_namespace(),
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            workers=args.workers,
+            backoff_initial=args.backoff_initial,
+            backoff_max=args.backoff_max,
+            issuer_recheck=args.issuer_recheck,
+        ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

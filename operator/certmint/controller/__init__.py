@@ -1,0 +1,1 @@
+"""The imperative shell: caches, work queue, reconcilers and the kopf wiring."""

@@ -1,0 +1,171 @@
+"""Reconcile one Certificate: read state, decide, issue, write the Secret, report. Thin by design."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from certmint.controller import status as st
+from certmint.issuance import IssuanceError, issue_certificate, issued_secret, maintained_secret, secret_differs
+from certmint.kube.api import ApiError
+from certmint.kube.resources import patch_status, post_event
+from certmint.model import CertificateSpec, SpecError, parse_certificate_spec, renewal_time
+from certmint.policy import Issue, IssuerState, Observed, UpToDate, Wait, decide, secret_revision
+from certmint.policy.types import CERTIFICATE_NAME, RENEW, SecretState
+
+if TYPE_CHECKING:
+    from certmint.controller.core import Controller, ObjectKey
+
+log = logging.getLogger(__name__)
+
+
+class Reconcile:
+    """One pass over one Certificate. Writes: at most one Secret apply and one status patch."""
+
+    def __init__(self, controller: "Controller", key: "ObjectKey", obj: dict):
+        self.c = controller
+        self.key = key
+        self.obj = obj
+        _, self.namespace, self.name = key
+        meta = obj.get("metadata", {})
+        self.generation = meta.get("generation", 0)
+        self.annotations = meta.get("annotations") or {}
+        self.status = obj.get("status") or {}
+        self.now = controller.now()
+
+    def run(self) -> None:
+        try:
+            spec = parse_certificate_spec(self.obj.get("spec") or {})
+        except SpecError as e:
+            self.report_not_ready("InvalidSpec", str(e))
+            return
+        self.spec = spec
+        issuer = self.c.issuer_state_for(self.namespace, spec.issuer_ref)
+        secret = self.c.secrets.get(self.namespace, spec.secret_name)
+        observed = Observed(self.name, self.generation, spec, secret, issuer, self.now,
+                            self.annotations.get(RENEW), st.failure_record(self.status))
+        decision = decide(observed, self.c.backoff)
+        try:
+            if isinstance(decision, UpToDate):
+                self.keep(decision, secret)
+            elif isinstance(decision, Issue):
+                self.issue(decision, issuer, secret)
+            else:
+                self.wait(decision)
+        except IssuanceError as e:
+            self.fail(e.reason, e.message)
+
+    # --- outcomes ------------------------------------------------------------------------
+
+    def keep(self, d: UpToDate, secret: SecretState) -> None:
+        wanted = maintained_secret(secret, self.name, self.spec, self.pkcs12_password())
+        if secret_differs(secret, wanted):
+            self.c.secrets.apply(self.namespace, wanted)
+        self.write_status(st.ready_status(self.status, self.generation, self.now, d.not_before, d.not_after,
+                                          d.renewal_time, d.revision or self.status.get("revision")))
+        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
+                                       d.not_before, d.not_after, d.renewal_time)
+        self.c.queue.add_at(self.key, d.renewal_time.timestamp())
+
+    def issue(self, trigger: Issue, issuer: IssuerState, secret: SecretState | None) -> None:
+        post_event(self.c.api, self.obj, "Normal", "Issuing", trigger.message)
+        started = time.monotonic()
+        try:
+            if secret is None:
+                self.refuse_foreign_secret()
+            issued = issue_certificate(self.spec, issuer, secret, self.now)
+            revision = max(int(self.status.get("revision") or 0), secret_revision(secret) or 0) + 1
+            new = issued_secret(self.spec.secret_name, self.name, self.spec, issued, revision,
+                                self.annotations.get(RENEW), self.pkcs12_password())
+            self.c.secrets.apply(self.namespace, new)
+        except ApiError as e:
+            self.fail("SecretWriteFailed", f"cannot write Secret {self.spec.secret_name}: {e.message}")
+            return
+        self.c.metrics.issuance_seconds.labels(self.spec.template.key.algorithm).observe(time.monotonic() - started)
+        self.c.metrics.issuances.labels(trigger.reason).inc()
+        not_before = issued.certificate.not_valid_before_utc
+        not_after = issued.certificate.not_valid_after_utc
+        renewal = renewal_time(not_before, not_after, self.spec)
+        self.write_status(st.issued_status(self.status, self.generation, self.now, not_before, not_after,
+                                           renewal, revision))
+        message = f"The certificate has been successfully issued (revision {revision}, serial " \
+                  f"{issued.certificate.serial_number:x})"
+        if issued.clamped:
+            message += f"; notAfter was limited to the issuer's notAfter {st.rfc3339(not_after)}"
+        post_event(self.c.api, self.obj, "Normal", "Issued", message)
+        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
+                                       not_before, not_after, renewal)
+        self.c.queue.add_at(self.key, renewal.timestamp())
+
+    def fail(self, reason: str, message: str) -> None:
+        log.warning("issuing %s/%s failed: %s: %s", self.namespace, self.name, reason, message)
+        self.c.metrics.issuance_failures.labels(reason).inc()
+        wanted = st.failed_status(self.status, self.generation, self.now, reason, message)
+        self.write_status(wanted)
+        post_event(self.c.api, self.obj, "Warning", "Failed", f"{reason}: {message}")
+        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "False")
+        retry_at = self.c.backoff.retry_at(st.failure_record(wanted))
+        if retry_at:
+            self.c.queue.add_at(self.key, retry_at.timestamp())
+
+    def wait(self, d: Wait) -> None:
+        if d.reason != "Backoff":  # backing off: the failure is already reported
+            self.report_not_ready(d.reason, d.message)
+        if d.retry_at:
+            self.c.queue.add_at(self.key, d.retry_at.timestamp())
+
+    def report_not_ready(self, reason: str, message: str) -> None:
+        old = st.find_condition(self.status, st.READY) or {}
+        wanted = st.not_ready_status(self.status, self.generation, self.now, reason, message)
+        if self.write_status(wanted) and old.get("reason") != reason:
+            post_event(self.c.api, self.obj, "Warning", reason, message)
+        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "False")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def write_status(self, wanted: dict) -> bool:
+        if wanted == self.status:
+            return False
+        updated = patch_status(self.c.api, "Certificate", self.namespace, self.name, wanted)
+        self.c.remember_certificate(updated)
+        self.status = updated.get("status") or wanted
+        return True
+
+    def refuse_foreign_secret(self) -> None:
+        """Before creating the Secret, make sure no Secret of that name exists that is not ours."""
+        existing = self.c.secrets.read(self.namespace, self.spec.secret_name)
+        if existing is not None and existing.labels.get(CERTIFICATE_NAME) != self.name:
+            raise IssuanceError("SecretMismatch", f"Secret {self.spec.secret_name} already exists and is not "
+                                "managed by this Certificate: delete it or choose another secretName")
+
+    def pkcs12_password(self) -> bytes | None:
+        p12 = self.spec.pkcs12
+        if not p12 or not p12.create:
+            return None
+        try:
+            secret = self.c.secrets.read(self.namespace, p12.password_secret_name)
+        except ApiError as e:
+            raise IssuanceError("PasswordSecretUnreadable", e.message) from None
+        if secret is None or p12.password_secret_key not in secret.data:
+            raise IssuanceError("PasswordSecretNotFound", f"keystores.pkcs12.passwordSecretRef: Secret "
+                                f"{p12.password_secret_name} with key {p12.password_secret_key} not found")
+        return secret.data[p12.password_secret_key]
+
+    def issuer_labels(self) -> tuple[str, str, str]:
+        ref = self.spec.issuer_ref if hasattr(self, "spec") else None
+        if ref is None:
+            raw = (self.obj.get("spec") or {}).get("issuerRef") or {}
+            return raw.get("name", ""), raw.get("kind", "Issuer"), raw.get("group", "certmint.io")
+        return ref.name, ref.kind, ref.group
+
+
+def reconcile_certificate(controller: "Controller", key: "ObjectKey") -> None:
+    obj = controller.certificates.get(key)
+    if obj is None:
+        controller.metrics.forget_certificate(key[1], key[2])
+        controller.queue.forget(key)
+        return
+    Reconcile(controller, key, obj).run()
+
+
+__all__ = ["CertificateSpec", "reconcile_certificate"]

@@ -1,0 +1,164 @@
+"""The controller: caches of our objects, a work queue, and the workers that reconcile.
+
+Event sources (kopf's watches of our custom resources, the label-selected Secret watch,
+timers for renewals and back-off) only add keys to the queue. Workers take one key at
+a time and reconcile it level-based from the caches, so a missed or repeated event
+costs nothing but one more pass.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Callable
+
+from certmint.controller.certificates import reconcile_certificate
+from certmint.controller.issuers import compute_state, reconcile_issuer, secret_namespace
+from certmint.controller.options import Options
+from certmint.controller.queue import WorkQueue
+from certmint.kube.api import Api, ApiError
+from certmint.kube.resources import resource_path
+from certmint.kube.secrets import SecretCache
+from certmint.metrics import Metrics
+from certmint.model import IssuerRef
+from certmint.policy import Backoff, IssuerState, SecretState
+from certmint.policy.types import CERTIFICATE_NAME
+
+log = logging.getLogger(__name__)
+
+ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
+ISSUER_KINDS = ("Issuer", "ClusterIssuer")
+
+
+def object_key(obj: dict) -> ObjectKey:
+    meta = obj.get("metadata", {})
+    return obj.get("kind", ""), meta.get("namespace", "") or "", meta.get("name", "")
+
+
+def _version(obj: dict) -> int:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+class Controller:
+    def __init__(self, api: Api, options: Options, metrics: Metrics | None = None,
+                 clock: Callable[[], dt.datetime] | None = None):
+        self.api = api
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.backoff = Backoff(options.backoff_initial, options.backoff_max)
+        self.queue = WorkQueue()
+        self.certificates: dict[ObjectKey, dict] = {}
+        self.issuers: dict[ObjectKey, dict] = {}
+        self.issuer_states: dict[ObjectKey, IssuerState] = {}
+        self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self.started = threading.Event()
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fill the caches, then start the workers: no decision is taken on a partial view."""
+        self.secrets.start()
+        for reflector in self.secrets.reflectors:
+            if not reflector.synced.wait(120):
+                raise RuntimeError(f"could not list Secrets ({reflector.path}) within 120 s")
+        for kind in ISSUER_KINDS:
+            for obj in self._list_issuers(kind):
+                obj.setdefault("kind", kind)
+                self.object_event("SYNC", obj)
+        for i in range(self.options.workers):
+            t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        self.started.set()
+        log.info("controller started: %d Secrets of ours cached, %d issuers", len(self.secrets), len(self.issuers))
+
+    def _list_issuers(self, kind: str) -> list[dict]:
+        if kind == "ClusterIssuer" or not self.options.namespaces:
+            return self.api.list(resource_path(kind))[0]
+        return [o for ns in self.options.namespaces for o in self.api.list(resource_path(kind, ns))[0]]
+
+    def stop(self) -> None:
+        self.queue.close()
+        self.secrets.stop()
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            controller = key[0]
+            try:
+                self.metrics.sync_calls.labels(controller).inc()
+                if controller == "Certificate":
+                    reconcile_certificate(self, key)
+                else:
+                    reconcile_issuer(self, key)
+            except ApiError as e:
+                self.metrics.sync_errors.labels(controller).inc()
+                log.warning("reconciling %s failed: %s; retrying in %s", key, e, self.backoff.initial)
+                self.queue.add_at(key, (self.now() + self.backoff.initial).timestamp())
+            except Exception:
+                self.metrics.sync_errors.labels(controller).inc()
+                log.exception("reconciling %s crashed; retrying in %s", key, self.backoff.maximum)
+                self.queue.add_at(key, (self.now() + self.backoff.maximum).timestamp())
+            finally:
+                self.queue.done(key)
+
+    # --- events in -----------------------------------------------------------------------------
+
+    def object_event(self, event_type: str | None, obj: dict) -> None:
+        """A watch event of a Certificate, Issuer or ClusterIssuer."""
+        key = object_key(obj)
+        store = self.certificates if key[0] == "Certificate" else self.issuers
+        with self._lock:
+            if event_type == "DELETED":
+                store.pop(key, None)
+            else:
+                current = store.get(key)
+                if current is not None and _version(current) > _version(obj):
+                    return  # older than what our own write returned
+                store[key] = obj
+        self.queue.add(key)
+
+    def remember_certificate(self, obj: dict) -> None:
+        obj.setdefault("kind", "Certificate")
+        with self._lock:
+            key = object_key(obj)
+            if key in self.certificates:
+                self.certificates[key] = obj
+
+    def _secret_changed(self, namespace: str, secret: SecretState) -> None:
+        owner = secret.labels.get(CERTIFICATE_NAME)
+        if owner:
+            self.queue.add(("Certificate", namespace, owner))
+        for key, obj in list(self.issuers.items()):  # few issuers: a scan is cheaper than an index
+            ca = (obj.get("spec") or {}).get("ca") or {}
+            if ca.get("secretName") == secret.name and secret_namespace(self, key) == namespace:
+                self.queue.add(key)
+
+    def wake_certificates_of(self, issuer: ObjectKey) -> None:
+        kind, namespace, name = issuer
+        for key, obj in list(self.certificates.items()):
+            ref = (obj.get("spec") or {}).get("issuerRef") or {}
+            if ref.get("name") == name and (ref.get("kind") or "Issuer") == kind \
+                    and (kind == "ClusterIssuer" or key[1] == namespace):
+                self.queue.add(key)
+
+    # --- reads for the reconcilers ---------------------------------------------------------
+
+    def issuer_state_for(self, namespace: str, ref: IssuerRef) -> IssuerState:
+        key: ObjectKey = (ref.kind, namespace if ref.kind == "Issuer" else "", ref.name)
+        state = self.issuer_states.get(key)
+        if state is not None:
+            return state
+        obj = self.issuers.get(key)
+        if obj is None:
+            where = f"{ref.kind} {ref.name}" + (f" in namespace {namespace}" if ref.kind == "Issuer" else "")
+            return IssuerState(False, "NotFound", f"{where} does not exist")
+        return compute_state(self, key, obj, self.now())

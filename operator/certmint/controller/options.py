@@ -1,0 +1,23 @@
+"""The operator's settings, as given on the command line."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Options:
+    kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    cluster_resource_namespace: str = "certmint"
+    metrics_port: int = 9402
+    metrics_host: str = "0.0.0.0"
+    workers: int = 8
+    backoff_initial: dt.timedelta = dt.timedelta(seconds=10)
+    backoff_max: dt.timedelta = dt.timedelta(hours=1)
+    # CA Secrets that certmint did not issue are not watched; their issuers re-read them this often.
+    issuer_recheck: dt.timedelta = dt.timedelta(minutes=5)
+    leader_election: bool = False
+    leader_election_namespace: str = "certmint"
+    leader_election_id: str = "certmint-operator"
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,206 @@
+"""Issuing: from a spec and a Ready issuer to the Secret's full contents. Pure, no I/O.
+
+The controller decides *whether* to issue (certmint.policy); this module says *what*
+the Secret holds afterwards, and the same functions tell the controller whether an
+up-to-date Secret's metadata and extra outputs still match the spec.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certmint.model.certificate import CertificateSpec
+from certmint.pki import (
+    PKIError,
+    bundle,
+    check_name_constraints,
+    combined_pem,
+    describe,
+    encode_private_key,
+    encode_private_key_der,
+    generate_key,
+    issue,
+    key_matches_spec,
+    load_private_key,
+    parse_certificates,
+    pkcs12_keystore,
+    pkcs12_truststore,
+)
+from certmint.pki.types import IssuedCertificate
+from certmint.policy.types import (
+    ALT_NAMES,
+    CA_CERT,
+    CERTIFICATE_NAME,
+    COMMON_NAME,
+    EMAIL_SANS,
+    IP_SANS,
+    ISSUER_GROUP,
+    ISSUER_KIND,
+    ISSUER_NAME,
+    RENEW_HANDLED,
+    REVISION,
+    TLS_CERT,
+    TLS_KEY,
+    IssuerState,
+    SecretState,
+    URI_SANS,
+)
+
+# notBefore is set this far in the past, so peers with a slightly slow clock accept a new certificate.
+BACKDATE = dt.timedelta(minutes=1)
+
+KEY_DER = "key.der"
+COMBINED_PEM = "tls-combined.pem"
+KEYSTORE_P12 = "keystore.p12"
+TRUSTSTORE_P12 = "truststore.p12"
+
+
+class IssuanceError(Exception):
+    """Issuance failed for a reason the user can fix; reason is a CamelCase word for conditions and events."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Issued:
+    key_pem: bytes
+    tls_crt: bytes
+    ca_crt: bytes
+    certificate: x509.Certificate
+    clamped: bool
+
+
+def issue_certificate(spec: CertificateSpec, issuer: IssuerState, previous: SecretState | None,
+                      now: dt.datetime) -> Issued:
+    """Sign a certificate for spec; reuse the previous key only under rotationPolicy Never."""
+    signer = issuer.signer
+    if signer is not None:
+        violations = check_name_constraints(signer, spec.template)
+        if violations:
+            raise IssuanceError("NameConstraintsViolation", "; ".join(violations))
+    key = _reusable_key(spec, previous) or generate_key(spec.template.key)
+    try:
+        result = issue(spec.template, key, signer, now, backdate=BACKDATE)
+    except PKIError as e:
+        raise IssuanceError("SigningFailed", str(e)) from None
+    tls_crt, ca_crt = bundle(result.certificate, signer)
+    return Issued(encode_private_key(key, spec.template.key.encoding), tls_crt, ca_crt,
+                  result.certificate, result.clamped)
+
+
+def _reusable_key(spec: CertificateSpec, previous: SecretState | None):
+    if spec.rotation_policy != "Never" or previous is None or not previous.data.get(TLS_KEY):
+        return None
+    try:
+        key = load_private_key(previous.data[TLS_KEY])
+    except PKIError:
+        return None
+    return key if key_matches_spec(key, spec.template.key) else None
+
+
+def secret_labels(certificate_name: str, spec: CertificateSpec) -> dict[str, str]:
+    return {**spec.secret_labels, CERTIFICATE_NAME: certificate_name}
+
+
+def secret_annotations(certificate_name: str, spec: CertificateSpec, issued: IssuedCertificate) -> dict[str, str]:
+    """cert-manager's Secret annotations, under certmint.io/, describing what the certificate holds."""
+    ref = spec.issuer_ref
+    return {
+        **spec.secret_annotations,
+        CERTIFICATE_NAME: certificate_name,
+        ISSUER_NAME: ref.name,
+        ISSUER_KIND: ref.kind,
+        ISSUER_GROUP: ref.group,
+        COMMON_NAME: issued.subject.common_name or "",
+        ALT_NAMES: ",".join(issued.dns_names),
+        IP_SANS: ",".join(issued.ip_addresses),
+        URI_SANS: ",".join(issued.uris),
+        EMAIL_SANS: ",".join(issued.email_addresses),
+    }
+
+
+def extra_outputs(spec: CertificateSpec, key_pem: bytes, tls_crt: bytes, ca_crt: bytes,
+                  pkcs12_password: bytes | None) -> dict[str, bytes]:
+    """additionalOutputFormats and keystores, derived from the key and certificates."""
+    out: dict[str, bytes] = {}
+    formats = set(spec.additional_output_formats)
+    if "DER" in formats or (spec.pkcs12 and spec.pkcs12.create):
+        key = load_private_key(key_pem)
+    if "DER" in formats:
+        out[KEY_DER] = encode_private_key_der(key)
+    if "CombinedPEM" in formats:
+        out[COMBINED_PEM] = combined_pem(key_pem, tls_crt)
+    if spec.pkcs12 and spec.pkcs12.create and pkcs12_password is not None:
+        chain = parse_certificates(tls_crt)
+        ca = parse_certificates(ca_crt)[0] if ca_crt else None
+        out[KEYSTORE_P12] = pkcs12_keystore(key, chain[0], tuple(chain[1:]), ca, pkcs12_password, spec.pkcs12.profile)
+        if ca is not None:
+            out[TRUSTSTORE_P12] = pkcs12_truststore(ca, pkcs12_password, spec.pkcs12.profile)
+    return out
+
+
+def issued_secret(name: str, certificate_name: str, spec: CertificateSpec, issued: Issued, revision: int,
+                  renew_handled: str | None, pkcs12_password: bytes | None) -> SecretState:
+    """The Secret right after an issuance."""
+    annotations = secret_annotations(certificate_name, spec, describe(issued.certificate))
+    annotations[REVISION] = str(revision)
+    if renew_handled:
+        annotations[RENEW_HANDLED] = renew_handled
+    data = {TLS_CERT: issued.tls_crt, TLS_KEY: issued.key_pem, CA_CERT: issued.ca_crt}
+    data.update(extra_outputs(spec, issued.key_pem, issued.tls_crt, issued.ca_crt, pkcs12_password))
+    return SecretState(name, data, secret_labels(certificate_name, spec), annotations)
+
+
+def maintained_secret(current: SecretState, certificate_name: str, spec: CertificateSpec,
+                      pkcs12_password: bytes | None) -> SecretState:
+    """An up-to-date Secret with metadata and extra outputs brought in line with the spec, no re-issuance.
+
+    Derived outputs that still hold the same key and certificate are kept byte for byte
+    (PKCS#12 files are salted, so regenerating them would change them on every pass).
+    """
+    key_pem, tls_crt, ca_crt = current.data[TLS_KEY], current.data[TLS_CERT], current.data.get(CA_CERT, b"")
+    leaf = parse_certificates(tls_crt)[0]
+    annotations = secret_annotations(certificate_name, spec, describe(leaf))
+    for kept in (REVISION, RENEW_HANDLED):
+        if kept in current.annotations:
+            annotations[kept] = current.annotations[kept]
+    wanted = extra_outputs(spec, key_pem, tls_crt, ca_crt, pkcs12_password)
+    data = {TLS_CERT: tls_crt, TLS_KEY: key_pem, CA_CERT: ca_crt}
+    for k, v in wanted.items():
+        old = current.data.get(k)
+        data[k] = old if old is not None and _same_output(k, old, v, pkcs12_password) else v
+    return SecretState(current.name, data, secret_labels(certificate_name, spec), annotations, current.type)
+
+
+def _same_output(name: str, old: bytes, new: bytes, password: bytes | None) -> bool:
+    if name not in (KEYSTORE_P12, TRUSTSTORE_P12):
+        return old == new
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    try:
+        a = pkcs12.load_pkcs12(old, password)
+        b = pkcs12.load_pkcs12(new, password)
+    except ValueError:
+        return False
+
+    def ders(p) -> list[bytes]:
+        certs = ([p.cert.certificate] if p.cert else []) + [c.certificate for c in p.additional_certs]
+        return [c.public_bytes(serialization.Encoding.DER) for c in certs]
+
+    def key_der(p) -> bytes | None:
+        return p.key and p.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+    return ders(a) == ders(b) and key_der(a) == key_der(b)
+
+
+def secret_differs(current: SecretState, wanted: SecretState) -> bool:
+    """Whether writing `wanted` would change anything we manage (labels/annotations others add are theirs)."""
+    return (dict(current.data) != dict(wanted.data)
+            or any(current.labels.get(k) != v for k, v in wanted.labels.items())
+            or any(current.annotations.get(k) != v for k, v in wanted.annotations.items())
+            or current.type != wanted.type)

@@ -1,0 +1,146 @@
+"""Prometheus metrics under cert-manager's names, so existing alert rules and dashboards keep working.
+
+Per-object series are set from each reconcile's outcome and removed with the object;
+nothing is labelled per issuance, so cardinality stays a fixed number of series per object.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONDITIONS = ("True", "False", "Unknown")
+disable_created_metrics()  # *_created series double every counter for no alerting value
+CERT_LABELS = ("name", "namespace", "issuer_name", "issuer_kind", "issuer_group")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.expiration = Gauge("certmanager_certificate_expiration_timestamp_seconds",
+                                "The date after which the certificate expires (Unix time).", CERT_LABELS, registry=r)
+        self.not_after = Gauge("certmanager_certificate_not_after_timestamp_seconds",
+                               "The certificate's notAfter (Unix time).", CERT_LABELS, registry=r)
+        self.not_before = Gauge("certmanager_certificate_not_before_timestamp_seconds",
+                                "The certificate's notBefore (Unix time).", CERT_LABELS, registry=r)
+        self.renewal = Gauge("certmanager_certificate_renewal_timestamp_seconds",
+                             "When the certificate will be renewed (Unix time).", CERT_LABELS, registry=r)
+        self.cert_ready = Gauge("certmanager_certificate_ready_status",
+                                "The Ready condition of the certificate: 1 for the current value.",
+                                CERT_LABELS + ("condition",), registry=r)
+        self.issuer_ready = Gauge("certmanager_issuer_ready_status", "The Ready condition of the issuer.",
+                                  ("name", "namespace", "condition"), registry=r)
+        self.clusterissuer_ready = Gauge("certmanager_clusterissuer_ready_status",
+                                         "The Ready condition of the cluster issuer.", ("name", "condition"),
+                                         registry=r)
+        self.sync_calls = Counter("certmanager_controller_sync_call_count", "Reconciles by controller.",
+                                  ("controller",), registry=r)
+        self.sync_errors = Counter("certmanager_controller_sync_error_count", "Failed reconciles by controller.",
+                                   ("controller",), registry=r)
+        self.issuance_seconds = Histogram("certmint_issuance_duration_seconds",
+                                          "Time to issue one certificate (key, signature, Secret write).",
+                                          ("key_algorithm",), registry=r,
+                                          buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.issuances = Counter("certmint_issuances", "Issuances by trigger reason.", ("reason",), registry=r)
+        self.issuance_failures = Counter("certmint_issuance_failures", "Failed issuances by reason.",
+                                         ("reason",), registry=r)
+        self.ca_expiration = Gauge("certmint_issuer_ca_expiration_timestamp_seconds",
+                                   "notAfter of the issuer's CA certificate (Unix time).",
+                                   ("kind", "namespace", "name"), registry=r)
+        self.api_requests = Counter("certmint_api_requests", "Kubernetes API requests by verb.", ("verb",),
+                                    registry=r)
+        self._cert_labels: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    def set_certificate(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
+                        not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
+                        renewal: dt.datetime | None = None) -> None:
+        labels = (name, namespace) + issuer
+        with self._lock:
+            old = self._cert_labels.get((namespace, name))
+            if old and old != labels:
+                self._remove_certificate(old)
+            self._cert_labels[(namespace, name)] = labels
+        for condition in CONDITIONS:
+            self.cert_ready.labels(*labels, condition).set(1 if condition == ready else 0)
+        for gauge, value in ((self.not_before, not_before), (self.not_after, not_after),
+                             (self.expiration, not_after), (self.renewal, renewal)):
+            if value is not None:
+                gauge.labels(*labels).set(value.timestamp())
+
+    def forget_certificate(self, namespace: str, name: str) -> None:
+        with self._lock:
+            labels = self._cert_labels.pop((namespace, name), None)
+        if labels:
+            self._remove_certificate(labels)
+
+    def _remove_certificate(self, labels: tuple[str, ...]) -> None:
+        for gauge in (self.expiration, self.not_after, self.not_before, self.renewal):
+            _remove(gauge, labels)
+        for condition in CONDITIONS:
+            _remove(self.cert_ready, labels + (condition,))
+
+    def set_issuer(self, kind: str, namespace: str, name: str, ready: str,
+                   ca_not_after: dt.datetime | None) -> None:
+        for condition in CONDITIONS:
+            value = 1 if condition == ready else 0
+            if kind == "ClusterIssuer":
+                self.clusterissuer_ready.labels(name, condition).set(value)
+            else:
+                self.issuer_ready.labels(name, namespace, condition).set(value)
+        if ca_not_after is not None:
+            self.ca_expiration.labels(kind, namespace, name).set(ca_not_after.timestamp())
+        else:
+            _remove(self.ca_expiration, (kind, namespace, name))
+
+    def forget_issuer(self, kind: str, namespace: str, name: str) -> None:
+        for condition in CONDITIONS:
+            if kind == "ClusterIssuer":
+                _remove(self.clusterissuer_ready, (name, condition))
+            else:
+                _remove(self.issuer_ready, (name, namespace, condition))
+        _remove(self.ca_expiration, (kind, namespace, name))
+
+
+def _remove(metric, labels: tuple[str, ...]) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
+
+
+def serve(metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """/metrics, /healthz and /readyz on one port, in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._reply(200, b"ok")
+            elif path == "/readyz":
+                ok = ready()
+                self._reply(200 if ok else 503, b"ok" if ok else b"not ready")
+            else:
+                self._reply(404, b"not found")
+
+        def _reply(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # scrapes are not worth a log line
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,104 @@
+"""What the policy looks at, and what it decides."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from certmint.model.certificate import CertificateSpec
+from certmint.pki.signing import CASigner
+
+# Secret keys, labels and annotations certmint writes. The label lets the operator
+# watch only its own Secrets with a server-side selector.
+TLS_CERT = "tls.crt"
+TLS_KEY = "tls.key"
+CA_CERT = "ca.crt"
+DOMAIN = "certmint.io"
+CERTIFICATE_NAME = f"{DOMAIN}/certificate-name"
+ISSUER_NAME = f"{DOMAIN}/issuer-name"
+ISSUER_KIND = f"{DOMAIN}/issuer-kind"
+ISSUER_GROUP = f"{DOMAIN}/issuer-group"
+COMMON_NAME = f"{DOMAIN}/common-name"
+ALT_NAMES = f"{DOMAIN}/alt-names"
+IP_SANS = f"{DOMAIN}/ip-sans"
+URI_SANS = f"{DOMAIN}/uri-sans"
+EMAIL_SANS = f"{DOMAIN}/email-sans"
+REVISION = f"{DOMAIN}/revision"
+# On the Certificate: any new value asks for one issuance; the Secret records the value handled.
+RENEW = f"{DOMAIN}/renew"
+RENEW_HANDLED = f"{DOMAIN}/renew-handled"
+
+
+@dataclass(frozen=True)
+class SecretState:
+    """The parts of a Secret the policy reads, already base64-decoded."""
+
+    name: str
+    data: Mapping[str, bytes] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    type: str = "kubernetes.io/tls"
+
+
+@dataclass(frozen=True)
+class IssuerState:
+    """Whether an issuer can sign now; signer is None for a self-signed issuer."""
+
+    ready: bool
+    reason: str
+    message: str
+    signer: CASigner | None = None
+    ready_since: dt.datetime | None = None  # when it last became Ready
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """The last failed issuance, as kept in the Certificate's status."""
+
+    attempts: int = 0
+    last_failure: dt.datetime | None = None
+    generation: int | None = None  # metadata.generation the failure was seen at
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the decision depends on: the policy reads nothing else."""
+
+    name: str
+    generation: int
+    spec: CertificateSpec
+    secret: SecretState | None
+    issuer: IssuerState
+    now: dt.datetime
+    renew_request: str | None = None  # value of the certmint.io/renew annotation
+    failure: FailureRecord = field(default_factory=FailureRecord)
+
+
+@dataclass(frozen=True)
+class UpToDate:
+    """Nothing to issue before renewal_time."""
+
+    not_before: dt.datetime
+    not_after: dt.datetime
+    renewal_time: dt.datetime
+    revision: int | None
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Issue now. reason is cert-manager's trigger name (DoesNotExist, Renewing, ...)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Cannot issue yet. retry_at None means: wait for an event (e.g. the issuer turning Ready)."""
+
+    reason: str
+    message: str
+    retry_at: dt.datetime | None = None
+
+
+Decision = UpToDate | Issue | Wait

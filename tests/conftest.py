@@ -1,0 +1,172 @@
+"""Suite-wide fixtures: one real control plane per session, a namespace per test.
+
+The control plane is etcd + kube-apiserver built from source (make tools), started on
+127.0.0.1 by certmint.localcluster. A missing binary or a failed start errors every
+test that needs it, loudly: nothing is skipped.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from certmint import localcluster
+
+REPO = Path(__file__).resolve().parents[1]
+CRDS = REPO / "crds"
+OPERATOR_NAMESPACE = "certmint-system"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    c = localcluster.start(tmp_path_factory.mktemp("cluster"), tie_to_parent=True)
+    try:
+        run_kubectl(c, "apply", "--server-side", "-f", str(CRDS))
+        run_kubectl(c, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        run_kubectl(c, "create", "namespace", OPERATOR_NAMESPACE)
+        yield c
+    finally:
+        c.stop()
+
+
+def run_kubectl(cluster, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run([localcluster.binary("kubectl"), *args], input=input, capture_output=True, text=True,
+                            env=cluster.env(), timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster):
+    def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120):
+        return run_kubectl(cluster, *args, input=input, check=check, timeout=timeout)
+    return kubectl
+
+
+@pytest.fixture
+def namespace(kubectl, request) -> str:
+    """A fresh namespace per test. It is not deleted: the control plane has no namespace controller."""
+    base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
+    name = f"{''.join(ch for ch in base if ch.isalnum() or ch == '-')[:40].strip('-')}-{uuid.uuid4().hex[:5]}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+@dataclass
+class OperatorProcess:
+    proc: subprocess.Popen
+    metrics_url: str
+    log: Path
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_operator(cluster, log: Path, *extra: str, wait_ready: bool = True) -> OperatorProcess:
+    """`certmint operator` as a real process against the cluster, as a user runs it."""
+    port = localcluster.free_port()
+    args = [sys.executable, "-m", "certmint.cli", "operator", "--kubeconfig", str(cluster.kubeconfig),
+            "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+            "--cluster-resource-namespace", OPERATOR_NAMESPACE, *extra]
+    out = open(log, "ab")
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**cluster.env(), "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=localcluster._die_with_parent)
+    out.close()
+    op = OperatorProcess(proc, f"http://127.0.0.1:{port}", log)
+    if wait_ready:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"operator exited with {proc.returncode}:\n{op.log_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(op.metrics_url + "/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return op
+            except OSError:
+                pass
+            time.sleep(0.2)
+        op.stop()
+        raise AssertionError(f"operator not ready within 60 s:\n{op.log_text()[-4000:]}")
+    return op
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, tmp_path_factory):
+    """One operator for the session, watching all namespaces."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    op = start_operator(cluster, log)
+    yield op
+    op.stop()
+    if op.proc.returncode not in (0, -15):
+        print(f"operator exited with {op.proc.returncode}; log tail:\n{op.log_text()[-4000:]}", file=sys.stderr)
+
+
+def pytest_runtest_makereport(item, call):
+    """On an e2e failure, attach the session operator's log tail: it usually says why."""
+    if call.when == "call" and call.excinfo is not None and "operator" in item.fixturenames:
+        op = item.funcargs.get("operator")
+        if op is not None:
+            item.add_report_section("call", "operator log", op.log_text()[-6000:])
+
+
+# --- helpers the e2e tests share -----------------------------------------------------------------
+
+
+def get_json(kubectl, *args: str) -> dict:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def secret_data(kubectl, namespace: str, name: str) -> dict[str, bytes]:
+    secret = get_json(kubectl, "secret", "-n", namespace, name)
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def write_secret_files(kubectl, namespace: str, name: str, directory: Path) -> dict[str, Path]:
+    """The Secret's keys as files, the way a pod sees a mounted Secret."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for key, value in secret_data(kubectl, namespace, name).items():
+        path = directory / key
+        path.write_bytes(value)
+        files[key] = path
+    return files
+
+
+def openssl(*args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["openssl", *args], input=input, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"openssl {' '.join(args)} failed:\n{result.stderr.decode(errors='replace')}")
+    return result
+
+
+def apply(kubectl, namespace: str, manifest: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+def wait_ready(kubectl, namespace: str, kind_name: str, timeout: str = "60s") -> None:
+    kubectl("wait", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}", kind_name, timeout=200)
