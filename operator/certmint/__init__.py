@@ -1,0 +1,1 @@
+"""certmint: a Kubernetes certificate operator, field-compatible with cert-manager v1."""

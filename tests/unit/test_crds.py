@@ -1,0 +1,275 @@
+"""Static checks of crds/*.yaml: structural schemas, names that coexist with
+cert-manager's, printer columns, status subresource, and agreement with the model.
+What the API server does with them is tested in tests/e2e/test_validation.py."""
+import functools
+from pathlib import Path
+
+import pytest
+import yaml
+
+from certmint.model import certificate as cert_model
+from certmint.model.duration import DURATION_PATTERN
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+CERT_MANAGER_SHORT_NAMES = {"cert", "certs", "iss", "ciss", "cr", "crs", "cm"}
+
+EXPECTED = {
+    "certificates.yaml": ("Certificate", "certificates", "Namespaced", ["mintcert", "mintcerts"]),
+    "issuers.yaml": ("Issuer", "issuers", "Namespaced", ["mintiss"]),
+    "clusterissuers.yaml": ("ClusterIssuer", "clusterissuers", "Cluster", ["mintciss"]),
+}
+
+
+@functools.cache
+def load(name):
+    docs = [d for d in yaml.safe_load_all((CRD_DIR / name).read_text(encoding="utf-8")) if d]
+    assert len(docs) == 1, f"{name} must hold exactly one CRD"
+    return docs[0]
+
+
+def version(crd):
+    (v1,) = crd["spec"]["versions"]
+    return v1
+
+
+def schema(crd):
+    return version(crd)["schema"]["openAPIV3Schema"]
+
+
+def walk(node, path="$"):
+    """Yield (path, schema node) for every schema node below `node`."""
+    yield path, node
+    for name, child in (node.get("properties") or {}).items():
+        yield from walk(child, f"{path}.{name}")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}[*]")
+    if "items" in node:
+        yield from walk(node["items"], f"{path}[]")
+
+
+ALL = sorted(EXPECTED)
+
+
+def test_all_crd_files_are_tested():
+    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_names_scope_and_version(name):
+    kind, plural, scope, short_names = EXPECTED[name]
+    crd = load(name)
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == f"{plural}.certmint.io"
+    spec = crd["spec"]
+    assert spec["group"] == "certmint.io"
+    assert spec["scope"] == scope
+    names = spec["names"]
+    assert names["kind"] == kind and names["plural"] == plural and names["singular"] == kind.lower()
+    assert names["listKind"] == f"{kind}List"
+    assert names["shortNames"] == short_names
+    assert "certmint" in names["categories"]
+    v1 = version(crd)
+    assert v1["name"] == "v1" and v1["served"] is True and v1["storage"] is True
+    assert v1["subresources"] == {"status": {}}
+
+
+def test_short_names_do_not_collide_with_cert_managers_or_each_other():
+    seen = []
+    for name in ALL:
+        names = load(name)["spec"]["names"]
+        seen += names["shortNames"] + [names["plural"], names["singular"]]
+    assert not set(seen) & CERT_MANAGER_SHORT_NAMES
+    assert len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_schema_is_structural(name):
+    root = schema(load(name))
+    assert root["type"] == "object"
+    assert set(root["properties"]) == {"apiVersion", "kind", "metadata", "spec", "status"}
+    assert root["required"] == ["spec"]
+    for path, node in walk(root):
+        assert "type" in node, f"{path} has no type"
+        assert node["type"] in {"object", "array", "string", "integer", "boolean", "number"}, path
+        if node["type"] == "array":
+            assert "items" in node, f"{path} is an array without items"
+        if node["type"] == "object" and path != "$.metadata":
+            assert "properties" in node or "additionalProperties" in node, f"{path} is an open object"
+            assert not ("properties" in node and "additionalProperties" in node), path
+        for key in ("properties", "additionalProperties", "items"):
+            assert not (key in node and node["type"] not in {"object", "array"}), path
+        assert "x-kubernetes-preserve-unknown-fields" not in node, path
+        for required in node.get("required", []):
+            assert required in node["properties"], f"{path} requires unknown {required}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_spec_has_no_defaults(name):
+    """Defaults are applied by the model so the stored object stays as written."""
+    for path, node in walk(schema(load(name))["properties"]["spec"], "$.spec"):
+        assert "default" not in node, path
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_cel_rules_are_bounded(name):
+    """Every list and every CEL-checked string in spec is bounded, so the estimated cost
+    of the rules stays within the API server's budget."""
+    spec = schema(load(name))["properties"]["spec"]
+    for path, node in walk(spec, "$.spec"):
+        if node["type"] == "array":
+            assert "maxItems" in node, f"{path} has no maxItems"
+        if node["type"] == "string" and "enum" not in node:
+            assert "maxLength" in node or path.endswith("[*]"), f"{path} has no maxLength"
+        for rule in node.get("x-kubernetes-validations", []):
+            assert rule["rule"].strip(), path
+            assert ("message" in rule) != ("messageExpression" in rule), f"{path}: one message per rule"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_status_conditions(name):
+    status = schema(load(name))["properties"]["status"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    item = conditions["items"]
+    assert set(item["required"]) == {"type", "status"}
+    props = item["properties"]
+    assert set(props) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+    assert props["status"]["enum"] == ["True", "False", "Unknown"]
+    assert props["lastTransitionTime"]["format"] == "date-time"
+    assert props["observedGeneration"] == {"type": "integer", "format": "int64"}
+
+
+def columns(name):
+    return {c["name"]: c for c in version(load(name))["additionalPrinterColumns"]}
+
+
+READY = '.status.conditions[?(@.type=="Ready")].status'
+READY_MESSAGE = '.status.conditions[?(@.type=="Ready")].message'
+
+
+def test_certificate_printer_columns():
+    cols = columns("certificates.yaml")
+    assert list(cols) == ["Ready", "Secret", "Issuer", "Status", "Expiration", "Age"]
+    assert cols["Ready"]["jsonPath"] == READY
+    assert cols["Secret"]["jsonPath"] == ".spec.secretName"
+    assert cols["Issuer"]["jsonPath"] == ".spec.issuerRef.name"
+    assert cols["Status"]["jsonPath"] == READY_MESSAGE and cols["Status"]["priority"] == 1
+    assert cols["Expiration"] == {"name": "Expiration", "type": "date", "jsonPath": ".status.notAfter"}
+    assert cols["Age"]["jsonPath"] == ".metadata.creationTimestamp" and cols["Age"]["type"] == "date"
+
+
+@pytest.mark.parametrize("name", ["issuers.yaml", "clusterissuers.yaml"])
+def test_issuer_printer_columns(name):
+    cols = columns(name)
+    assert list(cols) == ["Ready", "Status", "Age"]
+    assert cols["Ready"]["jsonPath"] == READY
+    assert cols["Status"]["jsonPath"] == READY_MESSAGE and cols["Status"]["priority"] == 1
+
+
+# ------------------------------------------------------------------ Certificate fields
+
+
+def cert_spec():
+    return schema(load("certificates.yaml"))["properties"]["spec"]
+
+
+def test_certificate_has_every_cert_manager_field():
+    props = cert_spec()["properties"]
+    assert set(props) == {
+        "secretName", "issuerRef", "commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses",
+        "subject", "duration", "renewBefore", "renewBeforePercentage", "isCA", "usages", "privateKey",
+        "secretTemplate", "additionalOutputFormats", "keystores", "nameConstraints", "revisionHistoryLimit",
+    }  # fmt: skip
+    assert cert_spec()["required"] == ["secretName", "issuerRef"]
+    assert props["issuerRef"]["required"] == ["name"]
+    assert set(props["subject"]["properties"]) == {
+        "organizations", "countries", "organizationalUnits", "localities", "provinces",
+        "streetAddresses", "postalCodes", "serialNumber",
+    }  # fmt: skip
+    assert props["commonName"]["maxLength"] == cert_model.MAX_COMMON_NAME_LENGTH
+    assert (props["renewBeforePercentage"]["minimum"], props["renewBeforePercentage"]["maximum"]) == (1, 99)
+    assert props["revisionHistoryLimit"]["minimum"] == 1
+    pkcs12 = props["keystores"]["properties"]["pkcs12"]
+    assert pkcs12["required"] == ["create", "passwordSecretRef"]
+    assert pkcs12["properties"]["passwordSecretRef"]["required"] == ["name", "key"]
+    nc = props["nameConstraints"]["properties"]
+    for side in ("permitted", "excluded"):
+        assert set(nc[side]["properties"]) == {"dnsDomains", "ipRanges", "emailAddresses", "uriDomains"}
+
+
+def test_enums_match_the_model():
+    props = cert_spec()["properties"]
+    assert tuple(props["usages"]["items"]["enum"]) == cert_model.KEY_USAGES
+    key = props["privateKey"]["properties"]
+    assert tuple(key["algorithm"]["enum"]) == cert_model.KEY_ALGORITHMS
+    assert tuple(key["encoding"]["enum"]) == cert_model.KEY_ENCODINGS
+    assert tuple(key["rotationPolicy"]["enum"]) == cert_model.ROTATION_POLICIES
+    assert tuple(props["issuerRef"]["properties"]["kind"]["enum"]) == cert_model.ISSUER_KINDS
+    assert set(props["issuerRef"]["properties"]["group"]["enum"]) == cert_model.GROUP_ALIASES
+    aof = props["additionalOutputFormats"]
+    assert tuple(aof["items"]["properties"]["type"]["enum"]) == cert_model.ADDITIONAL_OUTPUT_FORMATS
+    assert aof["x-kubernetes-list-type"] == "map" and aof["x-kubernetes-list-map-keys"] == ["type"]
+    profile = props["keystores"]["properties"]["pkcs12"]["properties"]["profile"]
+    assert tuple(profile["enum"]) == cert_model.PKCS12_PROFILES
+
+
+def all_rules(node):
+    return " ".join(
+        r["rule"] for _, n in walk(node) for r in n.get("x-kubernetes-validations", [])
+    )
+
+
+def test_duration_rules_use_the_models_pattern():
+    rules = all_rules(cert_spec())
+    assert rules.count(f"matches('{DURATION_PATTERN}')") == 6
+    assert "duration(self) >= duration('1h')" in rules
+    assert "duration(self) >= duration('5m')" in rules
+    assert "'2160h'" in rules  # the default duration when checking renewBefore
+
+
+def test_key_size_rules_match_the_model():
+    rules = all_rules(cert_spec()["properties"]["privateKey"])
+    assert f"self.size in {list(cert_model.RSA_KEY_SIZES)}" in rules
+    assert f"self.size in {list(cert_model.ECDSA_KEY_SIZES)}" in rules
+
+
+def test_certificate_messages_are_readable():
+    messages = [
+        r.get("message", r.get("messageExpression", ""))
+        for _, n in walk(cert_spec())
+        for r in n.get("x-kubernetes-validations", [])
+    ]
+    joined = " ".join(messages)
+    for fragment in (
+        "at least one of commonName, dnsNames, ipAddresses, uris, emailAddresses is required",
+        "duration must be at least 1h",
+        "must be shorter than duration",
+        "renewBefore and renewBeforePercentage cannot both be set",
+        "is not a valid IP address",
+        "RSA key size must be 2048, 3072, 4096 or 8192",
+        "ECDSA key size must be 256, 384 or 521",
+        "nameConstraints can only be set on a CA certificate",
+    ):
+        assert fragment in joined
+
+
+@pytest.mark.parametrize("name", ["issuers.yaml", "clusterissuers.yaml"])
+def test_issuer_spec(name):
+    spec = schema(load(name))["properties"]["spec"]
+    assert set(spec["properties"]) == {"selfSigned", "ca"}
+    (rule,) = spec["x-kubernetes-validations"]
+    assert "has(self.selfSigned)" in rule["rule"] and "has(self.ca)" in rule["rule"]
+    assert rule["message"] == "exactly one of selfSigned or ca must be set"
+    ca = spec["properties"]["ca"]
+    assert ca["required"] == ["secretName"]
+    assert set(ca["properties"]) == {"secretName", "crlDistributionPoints", "ocspServers", "issuingCertificateURLs"}
+    assert set(spec["properties"]["selfSigned"]["properties"]) == {"crlDistributionPoints"}
+
+
+def test_issuer_and_cluster_issuer_share_their_schema():
+    assert schema(load("issuers.yaml"))["properties"]["spec"]["properties"]["selfSigned"] == (
+        schema(load("clusterissuers.yaml"))["properties"]["spec"]["properties"]["selfSigned"]
+    )
+    assert schema(load("issuers.yaml"))["properties"]["status"] == schema(load("clusterissuers.yaml"))["properties"]["status"]
