@@ -1,0 +1,134 @@
+"""Issuing certificates, self-signed or by a CA, as RFC 5280 asks."""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from certmint.pki.certificates import extension_value
+from certmint.pki.keys import PrivateKey, PublicKey, key_spec_of
+from certmint.pki.name_constraints import name_constraint_violations, name_constraints_extension
+from certmint.pki.names import AltNames, x509_name
+from certmint.pki.types import ED25519, RSA, CertificateTemplate, PKIError
+from certmint.pki.usages import extended_key_usage_extension, key_usage_extension, normalise_usages
+
+SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+_EC_HASHES: dict[int | None, type[SignatureHash]] = {256: hashes.SHA256, 384: hashes.SHA384, 521: hashes.SHA512}
+
+
+@dataclass(frozen=True)
+class CASigner:
+    """A CA that can sign: its certificate and key, and the certificates above it.
+
+    chain starts with the CA's issuer and ends at the root; it is empty when the CA is the root.
+    """
+
+    certificate: x509.Certificate
+    key: PrivateKey = field(repr=False)
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def root(self) -> x509.Certificate:
+        """The top of the chain: what relying parties trust (ca.crt)."""
+        return (self.certificate, *self.chain)[-1]
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The CA and the certificates above it except the root: what follows a leaf in tls.crt."""
+        return (self.certificate, *self.chain)[:-1]
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    certificate: x509.Certificate
+    clamped: bool  # notAfter was cut to the CA's notAfter, so the certificate is shorter than asked
+
+
+def issue(template: CertificateTemplate, private_key: PrivateKey, signer: CASigner | None,
+          now: dt.datetime, backdate: dt.timedelta = dt.timedelta(minutes=1)) -> IssueResult:
+    """Sign a certificate for private_key's public key: by signer, or self-signed when signer is None.
+
+    notBefore is backdated to absorb clock skew; notAfter never outlives the signer's certificate.
+    """
+    if now.tzinfo is None:
+        raise PKIError("now must be timezone-aware")
+    subject = x509_name(template.subject)
+    alt_names = AltNames.of_template(template).extension()
+    if not subject and alt_names is None:
+        raise PKIError("a certificate needs a subject or at least one subject alternative name")
+    not_before, not_after, clamped = _validity(now, backdate, template.duration, signer)
+    issuer_key = signer.key if signer else private_key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(signer.certificate.subject if signer else subject)
+        .public_key(private_key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for extension, critical in _extensions(template, private_key.public_key(), signer, subject, alt_names):
+        builder = builder.add_extension(extension, critical)
+    return IssueResult(builder.sign(issuer_key, signature_hash(issuer_key)), clamped)
+
+
+def check_name_constraints(signer: CASigner, template: CertificateTemplate) -> list[str]:
+    """Why the name constraints of the signer or any CA above it forbid the template's names."""
+    names = AltNames.of_template(template)
+    return [violation for ca in (signer.certificate, *signer.chain)
+            for violation in name_constraint_violations(ca, names)]
+
+
+def random_serial() -> int:
+    """128 random bits with the top bit cleared: positive, at most 16 DER octets, never 0."""
+    return (secrets.randbits(128) >> 1) or 1
+
+
+def signature_hash(issuer_key: PrivateKey) -> SignatureHash | None:
+    """The digest matching the issuer key's strength; Ed25519 signs without a separate digest."""
+    algorithm, size = key_spec_of(issuer_key)
+    if algorithm == ED25519:
+        return None
+    return hashes.SHA256() if algorithm == RSA else _EC_HASHES[size]()
+
+
+def _validity(now: dt.datetime, backdate: dt.timedelta, duration: dt.timedelta,
+              signer: CASigner | None) -> tuple[dt.datetime, dt.datetime, bool]:
+    not_before, not_after, clamped = now - backdate, now + duration, False
+    if signer is not None and not_after > signer.certificate.not_valid_after_utc:
+        not_after, clamped = signer.certificate.not_valid_after_utc, True
+    if not_after <= not_before:
+        raise PKIError(f"the certificate would expire ({not_after.isoformat()}) before it becomes valid")
+    return not_before, not_after, clamped
+
+
+def _extensions(template: CertificateTemplate, public_key: PublicKey, signer: CASigner | None,
+                subject: x509.Name, alt_names: x509.SubjectAlternativeName | None,
+                ) -> list[tuple[x509.ExtensionType, bool]]:
+    """(extension, critical) pairs; the SAN is critical when it is the only identity (empty subject)."""
+    usages = normalise_usages(template.usages, template.is_ca)
+    extensions: list[tuple[x509.ExtensionType | None, bool]] = [
+        (x509.BasicConstraints(ca=template.is_ca, path_length=None), True),
+        (key_usage_extension(usages), True),
+        (extended_key_usage_extension(usages), False),
+        (alt_names, not subject),
+        (x509.SubjectKeyIdentifier.from_public_key(public_key), False),
+        (_authority_key_identifier(signer, public_key), False),
+    ]
+    if template.is_ca and template.name_constraints:
+        constraints = template.name_constraints
+        extensions.append((name_constraints_extension(constraints), constraints.critical))
+    return [(extension, critical) for extension, critical in extensions if extension is not None]
+
+
+def _authority_key_identifier(signer: CASigner | None, public_key: PublicKey) -> x509.AuthorityKeyIdentifier:
+    """From the issuer's SKI when it has one, so AKI always equals the issuer's SKI as RFC 5280 asks."""
+    if signer is None:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
+    ski = extension_value(signer.certificate, x509.SubjectKeyIdentifier)
+    if ski is not None:
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.key.public_key())  # the CA's own key
