@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
                     help="longest retry delay (Go duration, default 1h)")
     op.add_argument("--issuer-recheck", type=_duration, default=dt.timedelta(minutes=5),
                     help="how often CA issuers re-read CA Secrets certmint did not issue (default 5m)")
+    op.add_argument("--leader-elect", action="store_true",
+                    help="elect a leader on a Lease, so only one replica reconciles (for replicas > 1)")
+    op.add_argument("--leader-election-namespace", default=None,
+                    help="namespace of the Lease (default: the operator's own namespace)")
+    op.add_argument("--leader-election-id", default="certmint-operator", help="name of the Lease")
     op.add_argument("--log-format", choices=["text", "json"], default="text")
     op.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                     type=str.upper)
@@ -67,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             backoff_initial=args.backoff_initial,
             backoff_max=args.backoff_max,
             issuer_recheck=args.issuer_recheck,
+            leader_election=args.leader_elect,
+            leader_election_namespace=args.leader_election_namespace or _default_namespace(),
+            leader_election_id=args.leader_election_id,
         ))
     return 0
 

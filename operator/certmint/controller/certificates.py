@@ -10,7 +10,16 @@ from certmint.issuance import IssuanceError, issue_certificate, issued_secret, m
 from certmint.kube.api import ApiError
 from certmint.kube.resources import patch_status, post_event
 from certmint.model import CertificateSpec, SpecError, parse_certificate_spec, renewal_time
-from certmint.policy import Issue, IssuerState, Observed, UpToDate, Wait, decide, secret_revision
+from certmint.policy import (
+    Issue,
+    IssuerState,
+    Observed,
+    UpToDate,
+    Wait,
+    certificate_times,
+    decide,
+    secret_revision,
+)
 from certmint.policy.types import CERTIFICATE_NAME, RENEW, SecretState
 
 if TYPE_CHECKING:
@@ -44,6 +53,7 @@ class Reconcile:
         secret = self.c.secrets.get(self.namespace, spec.secret_name)
         observed = Observed(self.name, self.generation, spec, secret, issuer, self.now,
                             self.annotations.get(RENEW), st.failure_record(self.status))
+        self.observed = observed
         decision = decide(observed, self.c.backoff)
         try:
             if isinstance(decision, UpToDate):
@@ -100,10 +110,11 @@ class Reconcile:
     def fail(self, reason: str, message: str) -> None:
         log.warning("issuing %s/%s failed: %s: %s", self.namespace, self.name, reason, message)
         self.c.metrics.issuance_failures.labels(reason).inc()
-        wanted = st.failed_status(self.status, self.generation, self.now, reason, message)
+        wanted = st.with_times(st.failed_status(self.status, self.generation, self.now, reason, message),
+                               self.current_times())
         self.write_status(wanted)
         post_event(self.c.api, self.obj, "Warning", "Failed", f"{reason}: {message}")
-        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "False")
+        self.set_not_ready_metrics()
         retry_at = self.c.backoff.retry_at(st.failure_record(wanted))
         if retry_at:
             self.c.queue.add_at(self.key, retry_at.timestamp())
@@ -116,10 +127,20 @@ class Reconcile:
 
     def report_not_ready(self, reason: str, message: str) -> None:
         old = st.find_condition(self.status, st.READY) or {}
-        wanted = st.not_ready_status(self.status, self.generation, self.now, reason, message)
+        wanted = st.with_times(st.not_ready_status(self.status, self.generation, self.now, reason, message),
+                               self.current_times())
         if self.write_status(wanted) and old.get("reason") != reason:
             post_event(self.c.api, self.obj, "Warning", reason, message)
-        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "False")
+        self.set_not_ready_metrics()
+
+    def current_times(self):
+        """The times of the certificate the Secret holds now, even when it is not up to date."""
+        observed = getattr(self, "observed", None)
+        return certificate_times(observed) if observed else None
+
+    def set_not_ready_metrics(self) -> None:
+        times = self.current_times()
+        self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "False", *(times or ()))
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
+import uuid
 from typing import Callable
 
 from certmint.controller.certificates import reconcile_certificate
@@ -17,7 +19,8 @@ from certmint.controller.issuers import compute_state, reconcile_issuer, secret_
 from certmint.controller.options import Options
 from certmint.controller.queue import WorkQueue
 from certmint.kube.api import Api, ApiError
-from certmint.kube.resources import resource_path
+from certmint.kube.leader import LeaderElector
+from certmint.kube.resources import INSTANCE, resource_path
 from certmint.kube.secrets import SecretCache
 from certmint.metrics import Metrics
 from certmint.model import IssuerRef
@@ -57,7 +60,9 @@ class Controller:
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
-        self.started = threading.Event()
+        self.started = threading.Event()  # caches filled: ready to serve, as leader or standby
+        self.leading = threading.Event()  # workers running
+        self.elector: LeaderElector | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -71,12 +76,29 @@ class Controller:
             for obj in self._list_issuers(kind):
                 obj.setdefault("kind", kind)
                 self.object_event("SYNC", obj)
+        self.started.set()
+        log.info("caches filled: %d Secrets of ours, %d issuers", len(self.secrets), len(self.issuers))
+        if self.options.leader_election:
+            self.elector = LeaderElector(
+                self.api, self.options.leader_election_namespace, self.options.leader_election_id,
+                f"{INSTANCE}_{uuid.uuid4().hex[:8]}", on_started=self._start_workers, on_stopped=self._lost_leadership)
+            self.elector.start()
+        else:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
         for i in range(self.options.workers):
             t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
-        self.started.set()
-        log.info("controller started: %d Secrets of ours cached, %d issuers", len(self.secrets), len(self.issuers))
+        self.leading.set()
+        log.info("reconciling: %d workers", self.options.workers)
+
+    @staticmethod
+    def _lost_leadership() -> None:
+        """Another replica may be reconciling already: stop at once, and let the restart stand by."""
+        logging.shutdown()
+        os._exit(1)
 
     def _list_issuers(self, kind: str) -> list[dict]:
         if kind == "ClusterIssuer" or not self.options.namespaces:
@@ -84,6 +106,8 @@ class Controller:
         return [o for ns in self.options.namespaces for o in self.api.list(resource_path(kind, ns))[0]]
 
     def stop(self) -> None:
+        if self.elector:
+            self.elector.stop()
         self.queue.close()
         self.secrets.stop()
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -20,4 +20,3 @@ class Options:
     leader_election: bool = False
     leader_election_namespace: str = "certmint"
     leader_election_id: str = "certmint-operator"
-    extra: dict = field(default_factory=dict)

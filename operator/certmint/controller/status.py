@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from certmint.policy import FailureRecord
 
@@ -71,6 +70,15 @@ def issued_status(status: dict, generation: int, now: dt.datetime, not_before: d
                           generation, now)
 
 
+def with_times(status: dict, times: tuple[dt.datetime, dt.datetime, dt.datetime] | None) -> dict:
+    """Report the current certificate's validity even while it cannot be renewed."""
+    if times is None:
+        return status
+    not_before, not_after, renewal = times
+    return {**status, "notBefore": rfc3339(not_before), "notAfter": rfc3339(not_after),
+            "renewalTime": rfc3339(renewal)}
+
+
 def failed_status(status: dict, generation: int, now: dt.datetime, reason: str, message: str) -> dict:
     out = with_condition(status, READY, "False", reason, message, generation, now)
     out = with_condition(out, ISSUING, "False", "Failed", message, generation, now)
@@ -85,7 +93,3 @@ def not_ready_status(status: dict, generation: int, now: dt.datetime, reason: st
 
 def issuer_status(status: dict, generation: int, now: dt.datetime, ready: bool, reason: str, message: str) -> dict:
     return with_condition(status, READY, "True" if ready else "False", reason, message, generation, now)
-
-
-def changed(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    return current != wanted

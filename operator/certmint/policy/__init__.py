@@ -25,7 +25,7 @@ from certmint.policy.types import (
 
 __all__ = [
     "Backoff", "Decision", "FailureRecord", "Issue", "IssuerState", "Observed", "SecretState",
-    "TRIGGERS", "UpToDate", "Wait", "decide", "secret_revision",
+    "TRIGGERS", "UpToDate", "Wait", "certificate_times", "decide", "secret_revision",
 ]
 
 
@@ -45,6 +45,15 @@ class Backoff:
         if failure.attempts <= 0 or failure.last_failure is None:
             return None
         return failure.last_failure + self.delay(failure.attempts)
+
+
+def certificate_times(obs: Observed) -> tuple[dt.datetime, dt.datetime, dt.datetime] | None:
+    """notBefore, notAfter and renewal time of the certificate in the Secret, if it holds a usable one."""
+    parsed = parse_contents(obs)
+    if isinstance(parsed, Issue):
+        return None
+    nb, na = parsed.issued.not_before, parsed.issued.not_after
+    return nb, na, renewal_time(nb, na, obs.spec)
 
 
 def secret_revision(secret: SecretState | None) -> int | None:
