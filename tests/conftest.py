@@ -7,13 +7,16 @@ test that needs it, loudly: nothing is skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import re
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +29,10 @@ CRDS = REPO / "crds"
 OPERATOR_NAMESPACE = "certmint-system"
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    c = localcluster.start(tmp_path_factory.mktemp("cluster"), tie_to_parent=True)
+@contextlib.contextmanager
+def control_plane(directory: Path):
+    """A started control plane with certmint's CRDs installed, stopped on exit."""
+    c = localcluster.start(directory, tie_to_parent=True)
     try:
         run_kubectl(c, "apply", "--server-side", "-f", str(CRDS))
         run_kubectl(c, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -36,6 +40,31 @@ def cluster(tmp_path_factory):
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    with control_plane(tmp_path_factory.mktemp("cluster")) as c:
+        yield c
+
+
+def api_writes(cluster) -> Counter:
+    """Write requests the API server has served, by resource, from its own apiserver_request_total.
+
+    Leases are left out: the API server renews its own identity lease every few seconds.
+    """
+    writes: Counter = Counter()
+    for line in cluster.get("/metrics").splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if labels.get("verb") in WRITE_VERBS and labels.get("resource") != "leases":
+            resource = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            writes[resource] += int(float(line.rsplit(" ", 1)[1]))
+    return writes
+
+
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"}
 
 
 def run_kubectl(cluster, *args: str, input: str | None = None, check: bool = True,
@@ -86,10 +115,11 @@ class OperatorProcess:
                 self.proc.wait(10)
 
 
-def start_operator(cluster, log: Path, *extra: str, wait_ready: bool = True) -> OperatorProcess:
+def start_operator(cluster, log: Path, *extra: str, wait_ready: bool = True,
+                   kubeconfig: Path | None = None) -> OperatorProcess:
     """`certmint operator` as a real process against the cluster, as a user runs it."""
     port = localcluster.free_port()
-    args = [sys.executable, "-m", "certmint.cli", "operator", "--kubeconfig", str(cluster.kubeconfig),
+    args = [sys.executable, "-m", "certmint.cli", "operator", "--kubeconfig", str(kubeconfig or cluster.kubeconfig),
             "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
             "--cluster-resource-namespace", OPERATOR_NAMESPACE, *extra]
     out = open(log, "ab")

@@ -78,7 +78,7 @@ class Reconcile:
         self.c.queue.add_at(self.key, d.renewal_time.timestamp())
 
     def issue(self, trigger: Issue, issuer: IssuerState, secret: SecretState | None) -> None:
-        post_event(self.c.api, self.obj, "Normal", "Issuing", trigger.message)
+        post_event(self.c.api, self.obj, "Normal", "Issuing", trigger.message, action=trigger.reason)
         started = time.monotonic()
         try:
             if secret is None:
@@ -97,7 +97,7 @@ class Reconcile:
         not_after = issued.certificate.not_valid_after_utc
         renewal = renewal_time(not_before, not_after, self.spec)
         self.write_status(st.issued_status(self.status, self.generation, self.now, not_before, not_after,
-                                           renewal, revision))
+                                           renewal, revision, trigger.reason))
         message = f"The certificate has been successfully issued (revision {revision}, serial " \
                   f"{issued.certificate.serial_number:x})"
         if issued.clamped:

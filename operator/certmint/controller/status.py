@@ -64,9 +64,12 @@ def ready_status(status: dict, generation: int, now: dt.datetime, not_before: dt
 
 
 def issued_status(status: dict, generation: int, now: dt.datetime, not_before: dt.datetime,
-                  not_after: dt.datetime, renewal: dt.datetime, revision: int) -> dict:
+                  not_after: dt.datetime, renewal: dt.datetime, revision: int, trigger: str) -> dict:
+    """After an issuance. The Issuing condition keeps the trigger's reason in its message: issuing
+    and reporting take one status write, so there is no separate Issuing=True moment to carry it."""
     out = ready_status(status, generation, now, not_before, not_after, renewal, revision)
-    return with_condition(out, ISSUING, "False", "Issued", "The certificate has been successfully issued",
+    return with_condition(out, ISSUING, "False", "Issued",
+                          f"The certificate has been successfully issued (revision {revision}, trigger {trigger})",
                           generation, now)
 
 

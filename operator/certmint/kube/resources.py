@@ -34,8 +34,10 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def post_event(api: Api, obj: dict, event_type: str, reason: str, message: str) -> None:
-    """Record a core/v1 Event on obj. Failures are logged, never raised: an event is not worth a retry."""
+def post_event(api: Api, obj: dict, event_type: str, reason: str, message: str, action: str | None = None) -> None:
+    """Record a core/v1 Event on obj. Failures are logged, never raised: an event is not worth a retry.
+
+    action, when given, is the machine-readable cause (e.g. the re-issuance trigger)."""
     meta = obj.get("metadata", {})
     namespace = meta.get("namespace") or EVENT_NAMESPACE_FOR_CLUSTER_OBJECTS
     stamp = now_rfc3339()
@@ -56,6 +58,8 @@ def post_event(api: Api, obj: dict, event_type: str, reason: str, message: str) 
         "lastTimestamp": stamp,
         "count": 1,
     }
+    if action:
+        event["action"] = action
     try:
         api.create(f"/api/v1/namespaces/{namespace}/events", event)
     except ApiError as e:

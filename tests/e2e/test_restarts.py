@@ -1,0 +1,206 @@
+"""Restarts, kills and failover, on a control plane of their own (no other operator may write to it):
+a restart of an up-to-date operator writes nothing, a kill -9 mid-issuance converges, a broken
+certificate costs a bounded number of writes, and a standby takes over from a dead leader."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from conftest import OPERATOR_NAMESPACE, api_writes, control_plane, get_json, openssl, run_kubectl, start_operator
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory):
+    with control_plane(tmp_path_factory.mktemp("private-cluster")) as c:
+        yield c
+
+
+def kubectl(cluster, *args, **kw):
+    return run_kubectl(cluster, *args, **kw)
+
+
+def many_certificates(namespace: str, n: int, algorithm: str = "ECDSA") -> str:
+    docs = [f"apiVersion: certmint.io/v1\nkind: Issuer\nmetadata: {{name: self, namespace: {namespace}}}\n"
+            "spec: {selfSigned: {}}\n"]
+    for i in range(n):
+        docs.append(f"apiVersion: certmint.io/v1\nkind: Certificate\nmetadata: {{name: c{i}, namespace: {namespace}}}\n"
+                    f"spec: {{secretName: c{i}, commonName: c{i}.test, privateKey: {{algorithm: {algorithm}}}, "
+                    "issuerRef: {name: self}}\n")
+    return "---\n".join(docs)
+
+
+def ready_count(cluster, namespace: str) -> int:
+    items = json.loads(kubectl(cluster, "get", "certificates", "-n", namespace, "-o", "json").stdout)["items"]
+    return sum(1 for c in items for cond in (c.get("status") or {}).get("conditions") or []
+               if cond["type"] == "Ready" and cond["status"] == "True")
+
+
+def wait_all_ready(cluster, namespace: str, n: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while (count := ready_count(cluster, namespace)) < n:
+        assert time.monotonic() < deadline, f"only {count}/{n} Ready after {timeout} s"
+        time.sleep(0.5)
+
+
+def metric(op, name: str, **labels) -> float:
+    with urllib.request.urlopen(op.metrics_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_reconciled(op, n: int, timeout: float = 60) -> None:
+    """Until the operator has reconciled every certificate at least once since it started."""
+    deadline = time.monotonic() + timeout
+    while metric(op, "certmanager_controller_sync_call_count_total", controller="Certificate") < n:
+        assert time.monotonic() < deadline, "operator did not reconcile every certificate"
+        time.sleep(0.2)
+
+
+def keys_match(cluster, namespace: str, n: int) -> None:
+    secrets = json.loads(kubectl(cluster, "get", "secrets", "-n", namespace, "-l", "certmint.io/certificate-name",
+                                 "-o", "json").stdout)["items"]
+    assert len(secrets) == n, f"{len(secrets)} Secrets for {n} certificates"
+    import base64
+    for s in secrets:
+        crt, key = (base64.b64decode(s["data"][k]) for k in ("tls.crt", "tls.key"))
+        assert openssl("pkey", "-pubout", input=key).stdout == openssl("x509", "-noout", "-pubkey",
+                                                                        input=crt).stdout, s["metadata"]["name"]
+
+
+def test_restart_with_everything_up_to_date_writes_nothing(private, tmp_path):
+    ns = "restart"
+    kubectl(private, "create", "namespace", ns)
+    op = start_operator(private, tmp_path / "first.log")
+    try:
+        kubectl(private, "apply", "-f", "-", input=many_certificates(ns, N))
+        wait_all_ready(private, ns, N)
+    finally:
+        op.stop()
+    before = api_writes(private)
+    op = start_operator(private, tmp_path / "second.log")
+    try:
+        wait_reconciled(op, N)
+        time.sleep(2)  # let anything a reconcile might write land
+        after = api_writes(private)
+        assert after == before, f"writes during restart: {after - before}"
+        for verb in ("create", "patch", "apply", "update"):
+            assert metric(op, "certmint_api_requests_total", verb=verb) == 0, verb
+    finally:
+        op.stop()
+
+
+def test_kill_9_in_the_middle_of_issuance_converges(private, tmp_path):
+    ns = "killed"
+    kubectl(private, "create", "namespace", ns)
+    op = start_operator(private, tmp_path / "first.log")
+    kubectl(private, "apply", "-f", "-", input=many_certificates(ns, N, algorithm="RSA"))
+    deadline = time.monotonic() + 120
+    while ready_count(private, ns) < N // 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    op.stop(kill=True)
+    interrupted_at = ready_count(private, ns)
+    assert interrupted_at < N, "the kill came too late to interrupt anything"
+    op = start_operator(private, tmp_path / "second.log")
+    try:
+        wait_all_ready(private, ns, N, timeout=300)
+        keys_match(private, ns, N)
+        items = json.loads(kubectl(private, "get", "certificates", "-n", ns, "-o", "json").stdout)["items"]
+        assert {c["status"]["revision"] for c in items} == {1}, "no certificate was issued twice"
+    finally:
+        op.stop()
+
+
+def test_a_permanently_failing_certificate_costs_bounded_writes(private, tmp_path):
+    """Five minutes of a certificate its CA may not sign: retries back off 10 s, 20 s, 40 s, ..."""
+    ns = "failing"
+    kubectl(private, "create", "namespace", ns)
+    op = start_operator(private, tmp_path / "op.log", "--namespace", ns)
+    try:
+        kubectl(private, "apply", "-n", ns, "-f", "-", input="""
+apiVersion: certmint.io/v1
+kind: Issuer
+metadata: {name: self}
+spec: {selfSigned: {}}
+---
+apiVersion: certmint.io/v1
+kind: Certificate
+metadata: {name: ca}
+spec:
+  isCA: true
+  commonName: Constrained CA
+  secretName: ca
+  privateKey: {algorithm: ECDSA}
+  nameConstraints: {permitted: {dnsDomains: [good.test]}}
+  issuerRef: {name: self}
+---
+apiVersion: certmint.io/v1
+kind: Issuer
+metadata: {name: ca}
+spec: {ca: {secretName: ca}}
+---
+apiVersion: certmint.io/v1
+kind: Certificate
+metadata: {name: doomed}
+spec: {secretName: doomed, dnsNames: [bad.test], issuerRef: {name: ca}}
+""")
+        kubectl(private, "wait", "-n", ns, "--for=jsonpath={.status.failedIssuanceAttempts}=1", "--timeout=60s",
+                "certificate/doomed", timeout=90)
+        start = time.monotonic()
+        writes_before = sum(api_writes(private).values())
+        time.sleep(300)
+        writes = sum(api_writes(private).values()) - writes_before
+        attempts = get_json(lambda *a, **k: kubectl(private, *a, **k), "certificate", "-n", ns,
+                            "doomed")["status"]["failedIssuanceAttempts"]
+        elapsed = time.monotonic() - start
+        # attempts at 10, 30, 70, 150 and 310 s after the first: four or five more in five minutes,
+        # each one status patch and two events
+        assert 4 <= attempts - 1 <= 5, attempts
+        assert writes <= 3 * (attempts - 1), f"{writes} writes for {attempts - 1} retries in {elapsed:.0f} s"
+    finally:
+        op.stop()
+
+
+def test_standby_takes_over_when_the_leader_dies(private, tmp_path):
+    ns = "ha"
+    kubectl(private, "create", "namespace", ns)
+    election = ("--leader-elect", "--leader-election-namespace", OPERATOR_NAMESPACE, "--leader-election-id", "ha-test")
+    first = start_operator(private, tmp_path / "a.log", *election)
+    time.sleep(1)
+    second = start_operator(private, tmp_path / "b.log", *election)
+    try:
+        holder = get_json(lambda *a, **k: kubectl(private, *a, **k), "lease", "-n", OPERATOR_NAMESPACE,
+                          "ha-test")["spec"]["holderIdentity"]
+        leader, standby = (first, second) if "became leader" in first.log_text() else (second, first)
+        assert "became leader" not in standby.log_text()
+        kubectl(private, "apply", "-f", "-", input=many_certificates(ns, N, algorithm="RSA"))
+        deadline = time.monotonic() + 120
+        while ready_count(private, ns) < N // 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        leader.stop(kill=True)
+        killed_at = time.monotonic()
+        while "became leader" not in standby.log_text():
+            assert time.monotonic() - killed_at < 30, "standby did not take over"
+            time.sleep(0.2)
+        takeover = time.monotonic() - killed_at
+        assert takeover <= 20, f"takeover took {takeover:.1f} s"
+        new_holder = get_json(lambda *a, **k: kubectl(private, *a, **k), "lease", "-n", OPERATOR_NAMESPACE,
+                              "ha-test")["spec"]["holderIdentity"]
+        assert new_holder != holder
+        wait_all_ready(private, ns, N, timeout=300)
+        keys_match(private, ns, N)
+        items = json.loads(kubectl(private, "get", "certificates", "-n", ns, "-o", "json").stdout)["items"]
+        assert {c["status"]["revision"] for c in items} == {1}, "no certificate was issued twice"
+    finally:
+        first.stop()
+        second.stop()
