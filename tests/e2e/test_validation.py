@@ -182,6 +182,11 @@ BAD = [
         certificate(keystores={"pkcs12": {"create": True, "passwordSecretRef": {"name": "p", "key": "k"}, "profile": "AES"}}),
         ['Unsupported value: "AES"'],
     ),
+    (
+        "jks-keystore",
+        certificate(keystores={"jks": {"create": True, "passwordSecretRef": {"name": "p", "key": "k"}}}),
+        ["JKS keystores are not supported: use keystores.pkcs12 instead"],
+    ),
     ("revision-history-limit-0", certificate(revisionHistoryLimit=0), ["spec.revisionHistoryLimit", "greater than or equal to 1"]),
     ("certificate-without-spec", {k: v for k, v in certificate().items() if k != "spec"}, ["spec: Required value"]),
     ("cert-manager-only-field", certificate(literalSubject="CN=web"), ['unknown field "spec.literalSubject"']),
@@ -301,7 +306,7 @@ GOOD = [
             additionalOutputFormats=[{"type": "DER"}, {"type": "CombinedPEM"}],
             keystores={
                 "pkcs12": {"create": True, "passwordSecretRef": {"name": "p12", "key": "pw"}, "profile": "Modern2023"},
-                "jks": {"create": True, "passwordSecretRef": {"name": "jks", "key": "pw"}, "alias": "web"},
+                "jks": {"create": False, "passwordSecretRef": {"name": "jks", "key": "pw"}, "alias": "web"},
             },
             nameConstraints={
                 "critical": True,

@@ -84,7 +84,7 @@ def test_full_spec_is_read():
         additionalOutputFormats=[{"type": "DER"}, {"type": "CombinedPEM"}],
         keystores={
             "pkcs12": {"create": True, "passwordSecretRef": {"name": "p12-pass", "key": "password"}},
-            "jks": {"create": True, "passwordSecretRef": {"name": "jks-pass", "key": "pw"}, "alias": "web"},
+            "jks": {"create": False, "passwordSecretRef": {"name": "jks-pass", "key": "pw"}, "alias": "web"},
         },
         revisionHistoryLimit=3,
         issuerRef={"name": "root", "kind": "ClusterIssuer", "group": "certmint.io"},
@@ -117,7 +117,7 @@ def test_full_spec_is_read():
     assert parsed.secret_annotations == {"team": "ops"}
     assert parsed.additional_output_formats == ("DER", "CombinedPEM")
     assert parsed.pkcs12 == Pkcs12Keystore(True, "p12-pass", "password", "LegacyRC2")
-    assert parsed.jks == JksKeystore(True, "jks-pass", "pw", "web")
+    assert parsed.jks == JksKeystore(False, "jks-pass", "pw", "web")
     assert parsed.revision_history_limit == 3
 
 
@@ -418,6 +418,11 @@ def test_pkcs12_profile_and_password_ref():
     assert "keystores.pkcs12.profile must be one of" in error_of(
         keystores={"pkcs12": {"create": True, "passwordSecretRef": {"name": "p", "key": "k"}, "profile": "AES"}}
     )
+
+
+def test_jks_keystores_are_refused_with_a_pointer_to_pkcs12():
+    with pytest.raises(SpecError, match="JKS keystores are not supported: use keystores.pkcs12"):
+        parse_certificate_spec(spec(keystores={"jks": {"create": True, "passwordSecretRef": {"name": "p", "key": "k"}}}))
 
 
 def test_jks_defaults_alias():

@@ -485,6 +485,9 @@ def _parse_keystores(spec: Mapping[str, Any]) -> tuple[Pkcs12Keystore | None, Jk
         name, key = password_ref(store, "keystores.jks")
         alias = get_str(store, "alias", "keystores.jks.alias") or DEFAULT_JKS_ALIAS
         create = bool(get_bool(store, "create", "keystores.jks.create"))
+        if create:
+            raise SpecError("JKS keystores are not supported: use keystores.pkcs12 instead "
+                            "(Java 9 and later read PKCS#12 keystores)")
         jks = JksKeystore(create=create, password_secret_name=name, password_secret_key=key, alias=alias)
     return pkcs12, jks
 
