@@ -9,7 +9,7 @@ CLUSTER_DIR := .cache/cluster
 export CERTMINT_BIN_DIR := $(abspath $(BIN))
 export PATH := $(abspath $(BIN)):$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test unit e2e lint tools system-deps cluster cluster-down bench clean
+.PHONY: run test unit lint venv tools control-plane-tools system-deps cluster cluster-down bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# etcd, kube-apiserver and kubectl for the control plane; helm too for the tests.
+control-plane-tools:
+	hack/build-tools.sh etcd k8s
+
 tools:
 	hack/build-tools.sh
 
 system-deps:
 	hack/install-system-deps.sh
 
-cluster: venv tools
+cluster: venv control-plane-tools
 	@$(PY) -m certmint.localcluster up --dir $(CLUSTER_DIR)
 
 cluster-down: venv
@@ -33,7 +37,7 @@ cluster-down: venv
 
 # The operator in the foreground. With KUBECONFIG set it uses that cluster; otherwise it
 # starts (or reuses) the local control plane.
-run: venv tools
+run: venv control-plane-tools
 	@if [ -z "$$KUBECONFIG" ]; then \
 		eval "$$($(PY) -m certmint.localcluster up --dir $(CLUSTER_DIR))" || exit 1; \
 		echo "In another terminal: export KUBECONFIG=$$KUBECONFIG PATH=$(abspath $(BIN)):\$$PATH"; \
@@ -53,7 +57,7 @@ test: venv tools system-deps
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: venv tools
+bench: venv control-plane-tools
 	$(PY) -m bench
 
 clean: cluster-down

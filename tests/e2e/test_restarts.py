@@ -162,6 +162,7 @@ spec: {secretName: doomed, dnsNames: [bad.test], issuerRef: {name: ca}}
         attempts = get_json(lambda *a, **k: kubectl(private, *a, **k), "certificate", "-n", ns,
                             "doomed")["status"]["failedIssuanceAttempts"]
         elapsed = time.monotonic() - start
+        print(f"\nfailing certificate: {attempts - 1} retries and {writes} API writes in {elapsed:.0f} s")
         # attempts at 10, 30, 70, 150 and 310 s after the first: four or five more in five minutes,
         # each one status patch and two events
         assert 4 <= attempts - 1 <= 5, attempts
@@ -193,6 +194,7 @@ def test_standby_takes_over_when_the_leader_dies(private, tmp_path):
             assert time.monotonic() - killed_at < 30, "standby did not take over"
             time.sleep(0.2)
         takeover = time.monotonic() - killed_at
+        print(f"\nstandby took over {takeover:.1f} s after the leader was killed")
         assert takeover <= 20, f"takeover took {takeover:.1f} s"
         new_holder = get_json(lambda *a, **k: kubectl(private, *a, **k), "lease", "-n", OPERATOR_NAMESPACE,
                               "ha-test")["spec"]["holderIdentity"]

@@ -45,6 +45,18 @@ def _version(obj: dict) -> int:
         return 0
 
 
+def _slim(obj: dict) -> dict:
+    """A copy without what the reconcilers never read and that would double the cache's size."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**obj, "metadata": meta}
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 class Controller:
     def __init__(self, api: Api, options: Options, metrics: Metrics | None = None,
                  clock: Callable[[], dt.datetime] | None = None):
@@ -138,6 +150,7 @@ class Controller:
 
     def object_event(self, event_type: str | None, obj: dict) -> None:
         """A watch event of a Certificate, Issuer or ClusterIssuer."""
+        obj = _slim(obj)
         key = object_key(obj)
         store = self.certificates if key[0] == "Certificate" else self.issuers
         with self._lock:
@@ -151,7 +164,7 @@ class Controller:
         self.queue.add(key)
 
     def remember_certificate(self, obj: dict) -> None:
-        obj.setdefault("kind", "Certificate")
+        obj = _slim({"kind": "Certificate", **obj})
         with self._lock:
             key = object_key(obj)
             if key in self.certificates:
