@@ -41,6 +41,8 @@ class Reconcile:
         self.annotations = meta.get("annotations") or {}
         self.status = obj.get("status") or {}
         self.now = controller.now()
+        self.spec: CertificateSpec | None = None  # set once the spec parses
+        self.observed: Observed | None = None
 
     def run(self) -> None:
         try:
@@ -135,8 +137,7 @@ class Reconcile:
 
     def current_times(self):
         """The times of the certificate the Secret holds now, even when it is not up to date."""
-        observed = getattr(self, "observed", None)
-        return certificate_times(observed) if observed else None
+        return certificate_times(self.observed) if self.observed else None
 
     def set_not_ready_metrics(self) -> None:
         times = self.current_times()
@@ -173,7 +174,7 @@ class Reconcile:
         return secret.data[p12.password_secret_key]
 
     def issuer_labels(self) -> tuple[str, str, str]:
-        ref = self.spec.issuer_ref if hasattr(self, "spec") else None
+        ref = self.spec.issuer_ref if self.spec else None
         if ref is None:
             raw = (self.obj.get("spec") or {}).get("issuerRef") or {}
             return raw.get("name", ""), raw.get("kind", "Issuer"), raw.get("group", "certmint.io")
@@ -188,5 +189,3 @@ def reconcile_certificate(controller: "Controller", key: "ObjectKey") -> None:
         return
     Reconcile(controller, key, obj).run()
 
-
-__all__ = ["CertificateSpec", "reconcile_certificate"]

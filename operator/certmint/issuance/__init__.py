@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certmint.model.certificate import CertificateSpec
 from certmint.pki import (
@@ -181,7 +182,6 @@ def maintained_secret(current: SecretState, certificate_name: str, spec: Certifi
 def _same_output(name: str, old: bytes, new: bytes, password: bytes | None) -> bool:
     if name not in (KEYSTORE_P12, TRUSTSTORE_P12):
         return old == new
-    from cryptography.hazmat.primitives.serialization import pkcs12
     try:
         a = pkcs12.load_pkcs12(old, password)
         b = pkcs12.load_pkcs12(new, password)
