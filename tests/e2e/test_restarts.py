@@ -206,3 +206,24 @@ def test_standby_takes_over_when_the_leader_dies(private, tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_leader_that_stops_gracefully_hands_over_at_once(private, tmp_path):
+    election = ("--leader-elect", "--leader-election-namespace", OPERATOR_NAMESPACE, "--leader-election-id", "handover")
+    first = start_operator(private, tmp_path / "a.log", *election)
+    deadline = time.monotonic() + 20
+    while "became leader" not in first.log_text():
+        assert time.monotonic() < deadline, "no leader"
+        time.sleep(0.1)
+    second = start_operator(private, tmp_path / "b.log", *election)
+    try:
+        first.stop()  # SIGTERM: finishes in-flight work, then releases the lease
+        stopped = time.monotonic()
+        while "became leader" not in second.log_text():
+            assert time.monotonic() - stopped < 10, "standby waited for the lease to expire"
+            time.sleep(0.1)
+        print(f"\nhand-over took {time.monotonic() - stopped:.1f} s")
+        assert "released lease handover" in first.log_text()
+    finally:
+        first.stop()
+        second.stop()

@@ -118,9 +118,12 @@ class Controller:
         return [o for ns in self.options.namespaces for o in self.api.list(resource_path(kind, ns))[0]]
 
     def stop(self) -> None:
+        """Finish the reconciles in flight, then hand over the lease: no two leaders write at once."""
+        self.queue.close()
+        for t in self._workers:
+            t.join(timeout=10)
         if self.elector:
             self.elector.stop()
-        self.queue.close()
         self.secrets.stop()
 
     def _work(self) -> None:

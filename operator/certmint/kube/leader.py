@@ -48,7 +48,23 @@ class LeaderElector:
         threading.Thread(target=self._run, name="leader-election", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop, and hand the Lease over at once if we hold it, so a standby need not wait for it to expire."""
         self._stop.set()
+        if self.leading.is_set():
+            self.leading.clear()
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            lease = self.api.get_or_none(f"{self.path}/{self.name}")
+            if not lease or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["leaseDurationSeconds"] = 1
+            self.api.request("update", "PUT", f"{self.path}/{self.name}", body=lease)
+            log.info("released lease %s", self.name)
+        except ApiError as e:
+            log.warning("could not release lease %s: %s", self.name, e)
 
     def _run(self) -> None:
         while not self._stop.is_set() and not self._try_acquire():
