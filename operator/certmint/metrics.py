@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import UnknownMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONDITIONS = ("True", "False", "Unknown")
@@ -38,10 +39,10 @@ class Metrics:
         self.clusterissuer_ready = Gauge("certmanager_clusterissuer_ready_status",
                                          "The Ready condition of the cluster issuer.", ("name", "condition"),
                                          registry=r)
-        self.sync_calls = Counter("certmanager_controller_sync_call_count", "Reconciles by controller.",
-                                  ("controller",), registry=r)
-        self.sync_errors = Counter("certmanager_controller_sync_error_count", "Failed reconciles by controller.",
-                                   ("controller",), registry=r)
+        self.sync_calls = UnsuffixedCounter("certmanager_controller_sync_call_count", "Reconciles by controller.",
+                                            "controller", r)
+        self.sync_errors = UnsuffixedCounter("certmanager_controller_sync_error_count",
+                                             "Failed reconciles by controller.", "controller", r)
         self.issuance_seconds = Histogram("certmint_issuance_duration_seconds",
                                           "Time to issue one certificate (key, signature, Secret write).",
                                           ("key_algorithm",), registry=r,
@@ -72,6 +73,8 @@ class Metrics:
                              (self.expiration, not_after), (self.renewal, renewal)):
             if value is not None:
                 gauge.labels(*labels).set(value.timestamp())
+            else:  # no usable certificate any more: no date, rather than the last one's
+                _remove(gauge, labels)
 
     def forget_certificate(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -105,6 +108,38 @@ class Metrics:
             else:
                 _remove(self.issuer_ready, (name, namespace, condition))
         _remove(self.ca_expiration, (kind, namespace, name))
+
+
+class UnsuffixedCounter:
+    """A counter exposed under its exact name, as cert-manager's Go client does.
+
+    prometheus_client always appends _total to counters; cert-manager's controller counters
+    have no suffix, and dashboards query them by that name, so these are exposed untyped.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry):
+        self.name, self.documentation, self.label = name, documentation, label
+        self._values: dict[str, float] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, value: str) -> "UnsuffixedCounter._Child":
+        return UnsuffixedCounter._Child(self, value)
+
+    class _Child:
+        def __init__(self, parent: "UnsuffixedCounter", value: str):
+            self.parent, self.value = parent, value
+
+        def inc(self, amount: float = 1.0) -> None:
+            with self.parent._lock:
+                self.parent._values[self.value] = self.parent._values.get(self.value, 0.0) + amount
+
+    def collect(self):
+        family = UnknownMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            for value, count in sorted(self._values.items()):
+                family.add_metric([value], count)
+        yield family
 
 
 def _remove(metric, labels: tuple[str, ...]) -> None:

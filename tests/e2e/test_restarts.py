@@ -60,7 +60,7 @@ def metric(op, name: str, **labels) -> float:
 def wait_reconciled(op, n: int, timeout: float = 60) -> None:
     """Until the operator has reconciled every certificate at least once since it started."""
     deadline = time.monotonic() + timeout
-    while metric(op, "certmanager_controller_sync_call_count_total", controller="Certificate") < n:
+    while metric(op, "certmanager_controller_sync_call_count", controller="Certificate") < n:
         assert time.monotonic() < deadline, "operator did not reconcile every certificate"
         time.sleep(0.2)
 
