@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from conftest import OPERATOR_NAMESPACE, apply, get_json, openssl, secret_data, wait_ready, write_secret_files
+from manifests import SELF_SIGNED_ISSUER, constrained_ca, documents
 
 PEM_END = b"-----END CERTIFICATE-----\n"
 
@@ -353,11 +354,7 @@ spec:
 
 
 def test_leaf_from_a_non_ca_certificate_is_refused(kubectl, namespace, operator):
-    apply(kubectl, namespace, """
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: self}
-spec: {selfSigned: {}}
+    apply(kubectl, namespace, SELF_SIGNED_ISSUER + """
 ---
 apiVersion: certmint.io/v1
 kind: Certificate
@@ -375,30 +372,7 @@ spec: {ca: {secretName: plain}}
 
 
 def test_name_constraints_of_the_ca_are_enforced(kubectl, namespace, operator):
-    apply(kubectl, namespace, """
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: self}
-spec: {selfSigned: {}}
----
-apiVersion: certmint.io/v1
-kind: Certificate
-metadata: {name: constrained-ca}
-spec:
-  isCA: true
-  commonName: Constrained CA
-  secretName: constrained-ca
-  privateKey: {algorithm: ECDSA}
-  nameConstraints:
-    critical: true
-    permitted: {dnsDomains: [internal.example.com]}
-  issuerRef: {name: self}
----
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: constrained}
-spec: {ca: {secretName: constrained-ca}}
----
+    apply(kubectl, namespace, documents(constrained_ca("internal.example.com"), """
 apiVersion: certmint.io/v1
 kind: Certificate
 metadata: {name: allowed}
@@ -408,7 +382,7 @@ apiVersion: certmint.io/v1
 kind: Certificate
 metadata: {name: forbidden}
 spec: {secretName: forbidden, dnsNames: [evil.example.org], issuerRef: {name: constrained}}
-""")
+"""))
     wait_ready(kubectl, namespace, "certificate/allowed")
     ready = wait_condition(kubectl, namespace, "certificate/forbidden", "False", "NameConstraintsViolation")
     assert "evil.example.org" in ready["message"]
@@ -419,11 +393,7 @@ spec: {secretName: forbidden, dnsNames: [evil.example.org], issuerRef: {name: co
 
 def test_a_secret_that_is_not_ours_is_never_overwritten(kubectl, namespace, operator):
     kubectl("create", "secret", "generic", "-n", namespace, "taken", "--from-literal=password=keep-me")
-    apply(kubectl, namespace, """
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: self}
-spec: {selfSigned: {}}
+    apply(kubectl, namespace, SELF_SIGNED_ISSUER + """
 ---
 apiVersion: certmint.io/v1
 kind: Certificate

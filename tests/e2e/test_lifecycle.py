@@ -15,13 +15,9 @@ from certmint.issuance import issue_certificate
 from certmint.issuers import issuer_state
 from certmint.model import parse_certificate_spec, parse_issuer_spec
 from conftest import apply, get_json, openssl, secret_data, wait_ready
+from manifests import SELF_SIGNED_ISSUER
 
-ISSUER = """
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: self}
-spec: {selfSigned: {}}
-"""
+ISSUER = SELF_SIGNED_ISSUER
 
 
 def certificate(name: str, extra: str = "") -> str:

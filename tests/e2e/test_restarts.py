@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from conftest import OPERATOR_NAMESPACE, api_writes, control_plane, get_json, openssl, run_kubectl, start_operator
+from manifests import constrained_ca, documents
 
 N = 200
 
@@ -126,33 +127,12 @@ def test_a_permanently_failing_certificate_costs_bounded_writes(private, tmp_pat
     kubectl(private, "create", "namespace", ns)
     op = start_operator(private, tmp_path / "op.log", "--namespace", ns)
     try:
-        kubectl(private, "apply", "-n", ns, "-f", "-", input="""
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: self}
-spec: {selfSigned: {}}
----
-apiVersion: certmint.io/v1
-kind: Certificate
-metadata: {name: ca}
-spec:
-  isCA: true
-  commonName: Constrained CA
-  secretName: ca
-  privateKey: {algorithm: ECDSA}
-  nameConstraints: {permitted: {dnsDomains: [good.test]}}
-  issuerRef: {name: self}
----
-apiVersion: certmint.io/v1
-kind: Issuer
-metadata: {name: ca}
-spec: {ca: {secretName: ca}}
----
+        kubectl(private, "apply", "-n", ns, "-f", "-", input=documents(constrained_ca("good.test", "ca"), """
 apiVersion: certmint.io/v1
 kind: Certificate
 metadata: {name: doomed}
 spec: {secretName: doomed, dnsNames: [bad.test], issuerRef: {name: ca}}
-""")
+"""))
         kubectl(private, "wait", "-n", ns, "--for=jsonpath={.status.failedIssuanceAttempts}=1", "--timeout=60s",
                 "certificate/doomed", timeout=90)
         start = time.monotonic()
