@@ -75,6 +75,7 @@ def test_renews_on_time_again_and_again(kubectl, namespace, operator):
         cert = leaf(kubectl, namespace, "short")
         issued_at = cert.not_valid_before_utc + dt.timedelta(minutes=1)  # notBefore is backdated by 1 minute
         lateness = (issued_at - renewal_time).total_seconds()
+        print(f"\nrevision {revision}: renewed {lateness:+.1f} s after renewalTime")
         assert -1 <= lateness <= 5, f"renewed {lateness:.1f} s after renewalTime"
         assert cert.serial_number != serial
         serial, first = cert.serial_number, now
