@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import UnknownMetricFamily
+from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONDITIONS = ("True", "False", "Unknown")
@@ -23,17 +23,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.expiration = Gauge("certmanager_certificate_expiration_timestamp_seconds",
-                                "The date after which the certificate expires (Unix time).", CERT_LABELS, registry=r)
-        self.not_after = Gauge("certmanager_certificate_not_after_timestamp_seconds",
-                               "The certificate's notAfter (Unix time).", CERT_LABELS, registry=r)
-        self.not_before = Gauge("certmanager_certificate_not_before_timestamp_seconds",
-                                "The certificate's notBefore (Unix time).", CERT_LABELS, registry=r)
-        self.renewal = Gauge("certmanager_certificate_renewal_timestamp_seconds",
-                             "When the certificate will be renewed (Unix time).", CERT_LABELS, registry=r)
-        self.cert_ready = Gauge("certmanager_certificate_ready_status",
-                                "The Ready condition of the certificate: 1 for the current value.",
-                                CERT_LABELS + ("condition",), registry=r)
+        self.certificates = CertificateSeries(r)
         self.issuer_ready = Gauge("certmanager_issuer_ready_status", "The Ready condition of the issuer.",
                                   ("name", "namespace", "condition"), registry=r)
         self.clusterissuer_ready = Gauge("certmanager_clusterissuer_ready_status",
@@ -55,38 +45,15 @@ class Metrics:
                                    ("kind", "namespace", "name"), registry=r)
         self.api_requests = Counter("certmint_api_requests", "Kubernetes API requests by verb.", ("verb",),
                                     registry=r)
-        self._cert_labels: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._lock = threading.Lock()
 
     def set_certificate(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
                         not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
                         renewal: dt.datetime | None = None) -> None:
-        labels = (name, namespace) + issuer
-        with self._lock:
-            old = self._cert_labels.get((namespace, name))
-            if old and old != labels:
-                self._remove_certificate(old)
-            self._cert_labels[(namespace, name)] = labels
-        for condition in CONDITIONS:
-            self.cert_ready.labels(*labels, condition).set(1 if condition == ready else 0)
-        for gauge, value in ((self.not_before, not_before), (self.not_after, not_after),
-                             (self.expiration, not_after), (self.renewal, renewal)):
-            if value is not None:
-                gauge.labels(*labels).set(value.timestamp())
-            else:  # no usable certificate any more: no date, rather than the last one's
-                _remove(gauge, labels)
+        """The series of one certificate; a missing date (no usable certificate) has no series."""
+        self.certificates.set(namespace, name, issuer, ready, not_before, not_after, renewal)
 
     def forget_certificate(self, namespace: str, name: str) -> None:
-        with self._lock:
-            labels = self._cert_labels.pop((namespace, name), None)
-        if labels:
-            self._remove_certificate(labels)
-
-    def _remove_certificate(self, labels: tuple[str, ...]) -> None:
-        for gauge in (self.expiration, self.not_after, self.not_before, self.renewal):
-            _remove(gauge, labels)
-        for condition in CONDITIONS:
-            _remove(self.cert_ready, labels + (condition,))
+        self.certificates.forget(namespace, name)
 
     def set_issuer(self, kind: str, namespace: str, name: str, ready: str,
                    ca_not_after: dt.datetime | None) -> None:
@@ -108,6 +75,61 @@ class Metrics:
             else:
                 _remove(self.issuer_ready, (name, namespace, condition))
         _remove(self.ca_expiration, (kind, namespace, name))
+
+
+def _stamp(t: dt.datetime | None) -> float | None:
+    return t.timestamp() if t is not None else None
+
+
+class CertificateSeries:
+    """The per-certificate gauges, kept as one small record per certificate and expanded at scrape time.
+
+    A prometheus_client Gauge child per series costs about 5 KB per certificate for the seven
+    series; a tuple costs a few hundred bytes, which is what keeps the operator's memory flat
+    with tens of thousands of certificates.
+    """
+
+    DATES = (
+        ("certmanager_certificate_expiration_timestamp_seconds",
+         "The date after which the certificate expires (Unix time).", 3),
+        ("certmanager_certificate_not_after_timestamp_seconds", "The certificate's notAfter (Unix time).", 3),
+        ("certmanager_certificate_not_before_timestamp_seconds", "The certificate's notBefore (Unix time).", 2),
+        ("certmanager_certificate_renewal_timestamp_seconds",
+         "When the certificate will be renewed (Unix time).", 4),
+    )
+
+    def __init__(self, registry: CollectorRegistry):
+        # (namespace, name) -> (label values, ready condition, notBefore, notAfter, renewal)
+        self._records: dict[tuple[str, str], tuple] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def set(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
+            not_before: dt.datetime | None, not_after: dt.datetime | None, renewal: dt.datetime | None) -> None:
+        record = ((name, namespace) + tuple(issuer), ready, _stamp(not_before), _stamp(not_after), _stamp(renewal))
+        with self._lock:
+            self._records[(namespace, name)] = record
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._records.pop((namespace, name), None)
+
+    def collect(self):
+        with self._lock:
+            records = list(self._records.values())
+        for metric, documentation, field in self.DATES:
+            family = GaugeMetricFamily(metric, documentation, labels=CERT_LABELS)
+            for record in records:
+                if record[field] is not None:
+                    family.add_metric(record[0], record[field])
+            yield family
+        ready = GaugeMetricFamily("certmanager_certificate_ready_status",
+                                  "The Ready condition of the certificate: 1 for the current value.",
+                                  labels=CERT_LABELS + ("condition",))
+        for record in records:
+            for condition in CONDITIONS:
+                ready.add_metric(record[0] + (condition,), 1.0 if record[1] == condition else 0.0)
+        yield ready
 
 
 class UnsuffixedCounter:

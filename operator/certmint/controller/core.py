@@ -20,8 +20,9 @@ from certmint.controller.options import Options
 from certmint.controller.queue import WorkQueue
 from certmint.kube.api import Api, ApiError
 from certmint.kube.leader import LeaderElector
+from certmint.kube.reflector import Reflector
 from certmint.kube.resources import INSTANCE, resource_path
-from certmint.kube.secrets import SecretCache
+from certmint.kube.secrets import SecretCache, interned
 from certmint.metrics import Metrics
 from certmint.model import IssuerRef
 from certmint.policy import Backoff, IssuerState, SecretState
@@ -45,16 +46,22 @@ def _version(obj: dict) -> int:
         return 0
 
 
-def _slim(obj: dict) -> dict:
-    """A copy without what the reconcilers never read and that would double the cache's size."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    annotations = meta.get("annotations")
-    if annotations and LAST_APPLIED in annotations:
-        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-    return {**obj, "metadata": meta}
-
-
+KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "annotations")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _slim(obj: dict) -> dict:
+    """A compact copy with only what the reconcilers read (tens of thousands are cached).
+
+    managedFields and kubectl's last-applied copy would double each object; the strings
+    that repeat across objects (keys, reasons, messages) are interned, so each is held once.
+    """
+    source = obj.get("metadata") or {}
+    meta = {k: source[k] for k in KEPT_METADATA if k in source}
+    if LAST_APPLIED in meta.get("annotations", {}):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+    return interned({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta,
+                     "spec": obj.get("spec") or {}, "status": obj.get("status") or {}})
 
 
 class Controller:
@@ -70,6 +77,13 @@ class Controller:
         self.issuers: dict[ObjectKey, dict] = {}
         self.issuer_states: dict[ObjectKey, IssuerState] = {}
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
+        # Certificates are watched here rather than through kopf: kopf keeps a memory record per
+        # object and runs its change-detection pipeline on every event, which costs kilobytes and
+        # CPU per certificate; the reflector keeps only the slim cached copy.
+        self.certificate_reflectors = [
+            Reflector(api, path, None, self._certificate_event, self._certificates_relisted, name=f"watch:{path}")
+            for path in ([resource_path("Certificate", ns) for ns in options.namespaces]
+                         or [resource_path("Certificate")])]
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self.started = threading.Event()  # caches filled: ready to serve, as leader or standby
@@ -81,9 +95,11 @@ class Controller:
     def start(self) -> None:
         """Fill the caches, then start the workers: no decision is taken on a partial view."""
         self.secrets.start()
-        for reflector in self.secrets.reflectors:
+        for reflector in self.certificate_reflectors:
+            reflector.start()
+        for reflector in self.secrets.reflectors + self.certificate_reflectors:
             if not reflector.synced.wait(120):
-                raise RuntimeError(f"could not list Secrets ({reflector.path}) within 120 s")
+                raise RuntimeError(f"could not list {reflector.path} within 120 s")
         for kind in ISSUER_KINDS:
             for obj in self._list_issuers(kind):
                 obj.setdefault("kind", kind)
@@ -119,6 +135,8 @@ class Controller:
 
     def stop(self) -> None:
         """Finish the reconciles in flight, then hand over the lease: no two leaders write at once."""
+        for reflector in self.certificate_reflectors:
+            reflector.stop()
         self.queue.close()
         for t in self._workers:
             t.join(timeout=10)
@@ -165,6 +183,15 @@ class Controller:
                     return  # older than what our own write returned
                 store[key] = obj
         self.queue.add(key)
+
+    def _certificate_event(self, kind: str, obj: dict) -> None:
+        self.object_event(kind, {**obj, "kind": "Certificate"})
+
+    def _certificates_relisted(self, seen: set[tuple[str, str]]) -> None:
+        """Certificates deleted while the watch was down: forget them."""
+        gone = [k for k in list(self.certificates) if (k[1], k[2]) not in seen]
+        for kind, namespace, name in gone:
+            self.object_event("DELETED", {"kind": kind, "metadata": {"namespace": namespace, "name": name}})
 
     def remember_certificate(self, obj: dict) -> None:
         obj = _slim({"kind": "Certificate", **obj})

@@ -1,7 +1,10 @@
-"""kopf wiring: the watches of our custom resources feed the controller; kopf writes nothing.
+"""kopf wiring: the operator's life cycle (start-up, login, signals, clean shutdown) and the
+watches of Issuers and ClusterIssuers, which feed the controller; kopf writes nothing.
 
 Only raw event handlers are registered, so kopf keeps no progress or diff-base
 annotations and adds no finalizers: the API writes are the controller's own.
+Certificates, which come by the thousand, are watched by the controller itself
+(see Controller.certificate_reflectors).
 """
 from __future__ import annotations
 
@@ -40,8 +43,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     def login(**kwargs):
         return kopf.login_via_client(**kwargs)
 
-    for kind, plural in (("Certificate", "certificates"), ("Issuer", "issuers"),
-                         ("ClusterIssuer", "clusterissuers")):
+    for kind, plural in (("Issuer", "issuers"), ("ClusterIssuer", "clusterissuers")):
         def on_event(event: kopf.RawEvent, _kind: str = kind, **_) -> None:
             obj = event["object"]
             obj.setdefault("kind", _kind)

@@ -6,6 +6,7 @@ size follows the number of Certificates, never the number of Secrets in the clus
 from __future__ import annotations
 
 import base64
+import sys
 import threading
 
 from certmint.kube.api import Api, ApiError
@@ -20,11 +21,23 @@ def secrets_path(namespace: str | None = None, name: str | None = None) -> str:
     return f"{base}/{name}" if name else base
 
 
+def interned(value):
+    """value with its dict keys and short strings interned: the same text is then stored once,
+    however many cached objects repeat it."""
+    if isinstance(value, dict):
+        return {sys.intern(k): interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interned(v) for v in value]
+    if isinstance(value, str) and len(value) <= 256:
+        return sys.intern(value)
+    return value
+
+
 def to_state(obj: dict) -> SecretState:
     meta = obj.get("metadata", {})
-    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-    return SecretState(meta.get("name", ""), data, dict(meta.get("labels") or {}),
-                       dict(meta.get("annotations") or {}), obj.get("type", "Opaque"))
+    data = {sys.intern(k): base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    return SecretState(meta.get("name", ""), data, interned(dict(meta.get("labels") or {})),
+                       interned(dict(meta.get("annotations") or {})), sys.intern(obj.get("type", "Opaque")))
 
 
 def to_manifest(namespace: str, secret: SecretState, owner: dict | None = None) -> dict:
