@@ -198,5 +198,21 @@ def apply(kubectl, namespace: str, manifest: str) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
 
+def wait_for_events(kubectl, namespace: str | None, satisfied, timeout: float = 20) -> list[dict]:
+    """Events (of one namespace, or all with None) once satisfied(events) holds: the operator records
+    events in the background, so they may land a moment after the status they accompany."""
+    scope = ("-n", namespace) if namespace else ("-A",)
+    deadline = time.monotonic() + timeout
+    while True:
+        events = json.loads(kubectl("get", "events", *scope, "-o", "json").stdout)["items"]
+        if satisfied(events):
+            return events
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected events did not arrive within {timeout} s; events: "
+                                 + json.dumps([(e["involvedObject"]["name"], e["reason"], e.get("action"))
+                                               for e in events]))
+        time.sleep(0.2)
+
+
 def wait_ready(kubectl, namespace: str, kind_name: str, timeout: str = "60s") -> None:
     kubectl("wait", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}", kind_name, timeout=200)

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from certmint import localcluster
-from conftest import apply, get_json, openssl, run_kubectl, secret_data, start_operator, wait_ready
+from conftest import apply, get_json, openssl, run_kubectl, secret_data, start_operator, wait_for_events, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "certmint"
@@ -625,10 +625,12 @@ def issue_everything_as_the_service_account(sa_operator, sa_kubeconfig, kubectl,
     assert secret_data(kubectl, a, "web-tls")["tls.crt"] != root["tls.crt"]
 
     # events, recorded by this operator (its POD_NAME), in the watched namespaces and in "default"
-    events = json.loads(kubectl("get", "events", "-A", "-o", "json").stdout)["items"]
+    def web_reasons(events: list[dict]) -> set[str]:
+        return {e["reason"] for e in events if e.get("reportingInstance") == IDENTITY
+                and e["involvedObject"]["name"] == "web" and e["metadata"]["namespace"] == a}
+
+    events = wait_for_events(kubectl, None, lambda events: {"Issuing", "Issued"} <= web_reasons(events))
     ours = [e for e in events if e.get("reportingInstance") == IDENTITY]
-    web = {e["reason"] for e in ours if e["involvedObject"]["name"] == "web" and e["metadata"]["namespace"] == a}
-    assert {"Issuing", "Issued"} <= web, web
     assert [e for e in ours if e["involvedObject"]["kind"] == "ClusterIssuer"
             and e["metadata"]["namespace"] == "default"], "no event on the ClusterIssuer"
     # and nothing was refused along the way (kopf's watches included)

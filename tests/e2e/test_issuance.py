@@ -12,7 +12,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from conftest import OPERATOR_NAMESPACE, apply, get_json, openssl, secret_data, wait_ready, write_secret_files
+from conftest import (
+    OPERATOR_NAMESPACE,
+    apply,
+    get_json,
+    openssl,
+    secret_data,
+    wait_for_events,
+    wait_ready,
+    write_secret_files,
+)
 from manifests import SELF_SIGNED_ISSUER, constrained_ca, documents
 
 PEM_END = b"-----END CERTIFICATE-----\n"
@@ -302,9 +311,9 @@ def wait_condition(kubectl, ns: str, kind_name: str, status: str, reason: str, t
     return ready
 
 
-def events_for(kubectl, ns: str, name: str) -> list[dict]:
-    items = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name]
+def wait_event(kubectl, ns: str, name: str, matches) -> None:
+    wait_for_events(kubectl, ns, lambda events: any(e["involvedObject"]["name"] == name and matches(e)
+                                                    for e in events))
 
 
 def test_missing_issuer_then_issued_as_soon_as_it_exists(kubectl, namespace, operator):
@@ -319,7 +328,7 @@ spec:
 """)
     ready = wait_condition(kubectl, namespace, "certificate/early", "False", "IssuerNotReady")
     assert "late" in ready["message"] and "does not exist" in ready["message"]
-    assert any(e["reason"] == "IssuerNotReady" for e in events_for(kubectl, namespace, "early"))
+    wait_event(kubectl, namespace, "early", lambda e: e["reason"] == "IssuerNotReady")
     apply(kubectl, namespace, "apiVersion: certmint.io/v1\nkind: Issuer\nmetadata: {name: late}\nspec: {selfSigned: {}}\n")
     wait_ready(kubectl, namespace, "certificate/early", timeout="30s")
 
@@ -388,7 +397,7 @@ spec: {secretName: forbidden, dnsNames: [evil.example.org], issuerRef: {name: co
     assert "evil.example.org" in ready["message"]
     status = get_json(kubectl, "certificate", "-n", namespace, "forbidden")["status"]
     assert status["failedIssuanceAttempts"] >= 1 and status["lastFailureTime"]
-    assert any(e["reason"] == "Failed" and e["type"] == "Warning" for e in events_for(kubectl, namespace, "forbidden"))
+    wait_event(kubectl, namespace, "forbidden", lambda e: e["reason"] == "Failed" and e["type"] == "Warning")
 
 
 def test_a_secret_that_is_not_ours_is_never_overwritten(kubectl, namespace, operator):

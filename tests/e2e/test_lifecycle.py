@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certmint.issuance import issue_certificate
 from certmint.issuers import issuer_state
 from certmint.model import parse_certificate_spec, parse_issuer_spec
-from conftest import apply, get_json, openssl, secret_data, wait_ready
+from conftest import apply, get_json, openssl, secret_data, wait_for_events, wait_ready
 from manifests import SELF_SIGNED_ISSUER
 
 ISSUER = SELF_SIGNED_ISSUER
@@ -58,9 +58,8 @@ def wait_revision(kubectl, ns: str, name: str, revision: int, timeout: float = 6
     raise AssertionError(f"{name} did not reach revision {revision}: {status(kubectl, ns, name)}")
 
 
-def issuing_events(kubectl, ns: str, name: str) -> list[dict]:
-    items = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == "Issuing"]
+def issuing_events(events: list[dict], name: str) -> list[dict]:
+    return [e for e in events if e["involvedObject"]["name"] == name and e["reason"] == "Issuing"]
 
 
 def test_renews_on_time_again_and_again(kubectl, namespace, operator):
@@ -115,7 +114,8 @@ def test_every_trigger_is_repaired_with_its_reason(kubectl, namespace, operator)
         wait_revision(kubectl, ns, "repair", revision)
         message = condition(kubectl, ns, "repair", "Issuing")["message"]
         assert f"trigger {reason})" in message, message
-        assert any(e.get("action") == reason for e in issuing_events(kubectl, ns, "repair")), reason
+        wait_for_events(kubectl, ns, lambda events: any(e.get("action") == reason
+                                                        for e in issuing_events(events, "repair")))
         data = secret_data(kubectl, ns, "repair")
         assert openssl("pkey", "-pubout", input=data["tls.key"]).stdout == \
             openssl("x509", "-noout", "-pubkey", input=data["tls.crt"]).stdout
@@ -165,7 +165,8 @@ def test_manual_renewal_issues_exactly_once(kubectl, namespace, operator):
     assert leaf(kubectl, namespace, "manual").serial_number != before
     time.sleep(3)
     assert status(kubectl, namespace, "manual")["revision"] == 2
-    assert len(issuing_events(kubectl, namespace, "manual")) == 2
+    events = wait_for_events(kubectl, namespace, lambda events: len(issuing_events(events, "manual")) >= 2)
+    assert len(issuing_events(events, "manual")) == 2
 
 
 def test_secret_template_change_updates_metadata_in_place(kubectl, namespace, operator):

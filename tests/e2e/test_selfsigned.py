@@ -1,9 +1,7 @@
 """The walking skeleton: a self-signed Issuer and a Certificate become a usable TLS Secret."""
 from __future__ import annotations
 
-import json
-
-from conftest import apply, get_json, openssl, wait_ready, write_secret_files
+from conftest import apply, get_json, openssl, wait_for_events, wait_ready, write_secret_files
 
 MANIFEST = """
 apiVersion: certmint.io/v1
@@ -63,6 +61,5 @@ def test_selfsigned_certificate_becomes_a_tls_secret(kubectl, namespace, operato
 
     columns = kubectl("get", "certificate", "-n", namespace, "web").stdout
     assert "READY" in columns and "True" in columns and "web-tls" in columns
-    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "web"}
-    assert {"Issuing", "Issued"} <= reasons
+    wait_for_events(kubectl, namespace, lambda events: {"Issuing", "Issued"} <= {
+        e["reason"] for e in events if e["involvedObject"]["name"] == "web"})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from certmint.controller import status as st
 from certmint.issuance import IssuanceError, issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.kube.api import ApiError
-from certmint.kube.resources import patch_status, post_event
+from certmint.kube.resources import patch_status
 from certmint.model import CertificateSpec, SpecError, parse_certificate_spec, renewal_time
 from certmint.policy import (
     Issue,
@@ -80,7 +80,7 @@ class Reconcile:
         self.c.queue.add_at(self.key, d.renewal_time.timestamp())
 
     def issue(self, trigger: Issue, issuer: IssuerState, secret: SecretState | None) -> None:
-        post_event(self.c.api, self.obj, "Normal", "Issuing", trigger.message, action=trigger.reason)
+        self.c.events.record(self.obj, "Normal", "Issuing", trigger.message, action=trigger.reason)
         started = time.monotonic()
         try:
             if secret is None:
@@ -104,7 +104,7 @@ class Reconcile:
                   f"{issued.certificate.serial_number:x})"
         if issued.clamped:
             message += f"; notAfter was limited to the issuer's notAfter {st.rfc3339(not_after)}"
-        post_event(self.c.api, self.obj, "Normal", "Issued", message)
+        self.c.events.record(self.obj, "Normal", "Issued", message)
         self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
                                        not_before, not_after, renewal)
         self.c.queue.add_at(self.key, renewal.timestamp())
@@ -115,7 +115,7 @@ class Reconcile:
         wanted = st.with_times(st.failed_status(self.status, self.generation, self.now, reason, message),
                                self.current_times())
         self.write_status(wanted)
-        post_event(self.c.api, self.obj, "Warning", "Failed", f"{reason}: {message}")
+        self.c.events.record(self.obj, "Warning", "Failed", f"{reason}: {message}")
         self.set_not_ready_metrics()
         retry_at = self.c.backoff.retry_at(st.failure_record(wanted))
         if retry_at:
@@ -132,7 +132,7 @@ class Reconcile:
         wanted = st.with_times(st.not_ready_status(self.status, self.generation, self.now, reason, message),
                                self.current_times())
         if self.write_status(wanted) and old.get("reason") != reason:
-            post_event(self.c.api, self.obj, "Warning", reason, message)
+            self.c.events.record(self.obj, "Warning", reason, message)
         self.set_not_ready_metrics()
 
     def current_times(self):

@@ -21,7 +21,7 @@ from certmint.controller.queue import WorkQueue
 from certmint.kube.api import Api, ApiError
 from certmint.kube.leader import LeaderElector
 from certmint.kube.reflector import Reflector
-from certmint.kube.resources import INSTANCE, resource_path
+from certmint.kube.resources import INSTANCE, EventRecorder, resource_path
 from certmint.kube.secrets import SecretCache, interned
 from certmint.metrics import Metrics
 from certmint.model import IssuerRef
@@ -73,6 +73,7 @@ class Controller:
         self.now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.backoff = Backoff(options.backoff_initial, options.backoff_max)
         self.queue = WorkQueue()
+        self.events = EventRecorder(api)
         self.certificates: dict[ObjectKey, dict] = {}
         self.issuers: dict[ObjectKey, dict] = {}
         self.issuer_states: dict[ObjectKey, IssuerState] = {}
@@ -140,6 +141,7 @@ class Controller:
         self.queue.close()
         for t in self._workers:
             t.join(timeout=10)
+        self.events.flush()
         if self.elector:
             self.elector.stop()
         self.secrets.stop()

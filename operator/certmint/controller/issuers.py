@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from certmint.controller import status as st
 from certmint.issuers import issuer_state, valid_until
 from certmint.kube.api import ApiError
-from certmint.kube.resources import patch_status, post_event
+from certmint.kube.resources import patch_status
 from certmint.model import SpecError, parse_issuer_spec
 from certmint.policy import IssuerState
 
@@ -66,7 +66,7 @@ def reconcile_issuer(controller: "Controller", key: "ObjectKey") -> None:
         controller.issuers[key] = updated
         old = st.find_condition(current, st.READY) or {}
         if old.get("reason") != state.reason:
-            post_event(controller.api, updated, "Normal" if state.ready else "Warning", state.reason, state.message)
+            controller.events.record(updated, "Normal" if state.ready else "Warning", state.reason, state.message)
     ca_until = valid_until(state)
     controller.metrics.set_issuer(kind, namespace, name, "True" if state.ready else "False", ca_until)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
 import socket
+import threading
 
 from certmint.kube.api import Api, ApiError
 
@@ -34,17 +36,15 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def post_event(api: Api, obj: dict, event_type: str, reason: str, message: str, action: str | None = None) -> None:
-    """Record a core/v1 Event on obj. Failures are logged, never raised: an event is not worth a retry.
-
-    action, when given, is the machine-readable cause (e.g. the re-issuance trigger)."""
+def event_body(obj: dict, event_type: str, reason: str, message: str, action: str | None = None) -> dict:
+    """A core/v1 Event about obj; action, when given, is the machine-readable cause (e.g. the trigger)."""
     meta = obj.get("metadata", {})
-    namespace = meta.get("namespace") or EVENT_NAMESPACE_FOR_CLUSTER_OBJECTS
     stamp = now_rfc3339()
     event = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name', 'certmint')}.", "namespace": namespace},
+        "metadata": {"generateName": f"{meta.get('name', 'certmint')}.",
+                     "namespace": meta.get("namespace") or EVENT_NAMESPACE_FOR_CLUSTER_OBJECTS},
         "involvedObject": {"apiVersion": obj.get("apiVersion", API_VERSION), "kind": obj.get("kind"),
                            "name": meta.get("name"), "namespace": meta.get("namespace"),
                            "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
@@ -60,7 +60,42 @@ def post_event(api: Api, obj: dict, event_type: str, reason: str, message: str, 
     }
     if action:
         event["action"] = action
-    try:
-        api.create(f"/api/v1/namespaces/{namespace}/events", event)
-    except ApiError as e:
-        log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), e)
+    return event
+
+
+class EventRecorder:
+    """Records Events from a background thread, so a reconcile never waits on one.
+
+    Events are best effort, as in client-go: if the API is slow and the backlog passes
+    `backlog`, new events are dropped (and counted) rather than slowing issuance down.
+    """
+
+    def __init__(self, api: Api, backlog: int = 10000):
+        self.api = api
+        self.dropped = 0
+        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=backlog)
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def record(self, obj: dict, event_type: str, reason: str, message: str, action: str | None = None) -> None:
+        try:
+            self._queue.put_nowait(event_body(obj, event_type, reason, message, action))
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            namespace = event["metadata"]["namespace"]
+            try:
+                self.api.create(f"/api/v1/namespaces/{namespace}/events", event)
+            except ApiError as e:
+                log.warning("could not record event %s on %s/%s: %s", event["reason"], namespace,
+                            event["involvedObject"]["name"], e)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Post what is queued (at shutdown), waiting at most timeout seconds."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)

@@ -1,0 +1,214 @@
+"""The pure parts of bench/ (statistics, Prometheus and /proc parsing, API cost, the report), so the
+benchmark code does not rot between the runs that use it. No cluster and no timing here."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, where bench/ lives
+
+from bench import manifests, profile, report, stats  # noqa: E402
+from bench.main import parse_args, selected  # noqa: E402
+from bench.scenarios import Config  # noqa: E402
+from certmint.model import parse_certificate_spec  # noqa: E402
+
+
+def test_median_ignores_missing_values():
+    assert stats.median([3, 1, 2]) == 2
+    assert stats.median([4, None, 1, 2, 3]) == 2.5
+    assert stats.median([]) is None
+    assert stats.median([None]) is None
+
+
+def test_median_of_runs_goes_key_by_key_and_into_nested_dicts():
+    runs = [
+        {"seconds": 10.0, "cpu": {"operator": 1.0, "etcd": 0.2}, "ok": True, "mode": "a"},
+        {"seconds": 30.0, "cpu": {"operator": 3.0}, "ok": False, "mode": "b", "only_here": 5},
+        {"seconds": 20.0, "cpu": {"operator": 2.0, "etcd": 0.4}, "ok": True, "mode": "c"},
+    ]
+    m = stats.median_of_runs(runs)
+    assert m["seconds"] == 20.0
+    assert m["cpu"] == {"operator": 2.0, "etcd": pytest.approx(0.3)}
+    assert m["ok"] is False  # a check passes only if it passed every run
+    assert m["mode"] == "c"
+    assert m["only_here"] == 5
+
+
+def test_efficiency_is_the_slower_floor_over_our_time():
+    assert stats.efficiency(10.0, 2.0, 7.0) == pytest.approx(0.7)
+    assert stats.efficiency(4.0, 4.0, 1.0) == 1.0
+    with pytest.raises(ValueError):
+        stats.efficiency(0.0, 1.0, 1.0)
+
+
+def test_linear_slope_and_the_second_half():
+    assert stats.linear_slope([0, 1, 2, 3], [1, 3, 5, 7]) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        stats.linear_slope([1, 1], [1, 2])
+    # 100 MB flat for half an hour, then +10 MB over the next half hour: 20 MB/h in the second half
+    samples = [(t, 100.0) for t in range(0, 1800, 30)] + [(t, 100.0 + (t - 1800) / 180) for t in range(1800, 3601, 30)]
+    assert stats.slope_per_hour_second_half(samples) == pytest.approx(20.0)
+    flat = [(t, 80.0 + (0.1 if (t // 30) % 2 else -0.1)) for t in range(0, 3601, 30)]
+    assert abs(stats.slope_per_hour_second_half(flat)) < 0.5
+
+
+APISERVER_METRICS = """\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="events",scope="resource",subresource="",verb="POST",version="v1"} 40
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="secrets",scope="resource",subresource="",verb="APPLY",version="v1"} 20
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="secrets",scope="resource",subresource="",verb="APPLY",version="v1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="certmint.io",resource="certificates",scope="resource",subresource="status",verb="PATCH",version="v1"} 21
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="certmint.io",resource="certificates",scope="resource",subresource="",verb="APPLY",version="v1"} 20
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="secrets",scope="resource",subresource="",verb="GET",version="v1"} 21
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 99
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="/metrics",verb="GET",version=""} 7
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="secrets",scope="cluster",subresource="",verb="WATCH",version="v1"} 2
+apiserver_request_total_extra{resource="secrets",verb="GET"} 1000
+# HELP apiserver_longrunning_requests [STABLE] Gauge of all active long-running apiserver requests
+apiserver_longrunning_requests{component="apiserver",group="",resource="secrets",scope="cluster",subresource="",verb="WATCH",version="v1"} 1
+"""
+
+
+def test_prometheus_samples_and_sums():
+    got = stats.samples(APISERVER_METRICS, "apiserver_request_total")
+    assert len(got) == 9  # not the _extra metric, not the comments
+    assert stats.metric_sum(APISERVER_METRICS, "apiserver_request_total", resource="secrets", verb="APPLY") == 21
+    assert stats.samples("up 1\n", "up") == [({}, 1.0)]
+    ready = ('g{name="a",condition="True"} 1\ng{name="a",condition="False"} 0\n'
+             'g{name="b",condition="True"} 0\ng{name="b",condition="False"} 1\n')
+    assert stats.count_series(ready, "g", 1.0, condition="True") == 1
+    for name in ("certmanager_controller_sync_call_count", "certmanager_controller_sync_call_count_total"):
+        text = f'{name}{{controller="Certificate"}} 7.0\n{name}{{controller="Issuer"}} 2.0\n'
+        assert stats.sync_calls(text) == 7.0
+
+
+def test_request_counts_count_open_watches_and_skip_non_resources():
+    counts = stats.request_counts(APISERVER_METRICS)
+    assert counts[("WATCH", "secrets")] == 3  # 2 ended + 1 still open
+    assert counts[("PATCH", "certificates/status")] == 21
+    assert not any(resource == "" for _, resource in counts)
+
+
+def test_api_cost_per_issuance_takes_out_the_clients_apply_and_leases():
+    before = stats.request_counts(APISERVER_METRICS.replace("} 40", "} 0").replace("} 20", "} 0")
+                                  .replace("} 21", "} 1"))
+    after = stats.request_counts(APISERVER_METRICS)
+    cost = stats.api_cost(stats.counter_delta(after, before), issued=20, applied_by_client=20)
+    assert cost["writes_by_resource"] == {"certificates/status": 1.0, "events": 2.0, "secrets": 1.0}
+    assert cost["writes_per_issuance_excl_events"] == 2.0
+    assert cost["events_per_issuance"] == 2.0
+    assert cost["reads_by_request"] == {"GET secrets": 1.0}
+    assert "leases" not in json.dumps(cost)
+    with pytest.raises(ValueError):
+        stats.api_cost({}, issued=0)
+
+
+def test_counter_delta_keeps_only_growth():
+    assert stats.counter_delta({"a": 5, "b": 1}, {"a": 2, "b": 3, "c": 1}) == {"a": 3}
+
+
+def test_proc_parsing():
+    stat = "4242 (python -m (x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 9 0 100 1000 10"
+    assert stats.cpu_ticks(stat) == 175
+    status = "Name:\tpython\nVmHWM:\t  123456 kB\nVmRSS:\t  100000 kB\n"
+    assert stats.status_kib(status, "VmHWM") == 123456
+    assert stats.status_kib(status, "VmRSS") == 100000
+    with pytest.raises(KeyError):
+        stats.status_kib(status, "VmSwap")
+    assert stats.meminfo_total_gib("MemTotal:       24641536 kB\n") == pytest.approx(23.5, abs=0.01)
+
+
+def test_manifests_are_valid_yaml_and_valid_certificates():
+    docs = list(yaml.safe_load_all(manifests.to_yaml(
+        manifests.ca_chain("ns", "RSA") + manifests.leaves("ns", range(3), "ECDSA", "ca", "1h", "59m"))))
+    assert [d["kind"] for d in docs] == ["Issuer", "Certificate", "Issuer"] + ["Certificate"] * 3
+    assert docs[1]["spec"]["isCA"] is True and docs[1]["spec"]["privateKey"] == {"algorithm": "RSA", "size": 2048}
+    leaf = parse_certificate_spec(docs[4]["spec"])
+    assert leaf.secret_name == "c1" and leaf.renew_before.total_seconds() == 59 * 60
+    assert leaf.template.key.algorithm == "ECDSA" and leaf.template.key.size == 256
+    secret = manifests.opaque_secret("ns", "foreign-1")
+    assert len(__import__("base64").b64decode(secret["data"]["blob"])) == 1024
+    assert "labels" not in secret["metadata"]  # not ours: outside certmint's label selector
+
+
+def test_table_shows_values_targets_and_verdicts():
+    results = {"scenarios": {
+        "throughput": {"ecdsa": {"median": {"per_second": 123.4, "efficiency": 0.55,
+                                            "writes_per_issuance_excl_events": 2.0}},
+                       "rsa": {"median": {"cpu_cores": {"operator": 1.4}}}},
+        "memory": {"median": {"large": {"hwm_mb": 151.0}, "restart": {"writes": 0}}},
+    }}
+    text = report.table(results)
+    lines = {line.split("  ")[0]: line for line in text.splitlines()}
+    assert "123.4" in lines["ECDSA: certificates/s (apply -> all Ready)"]
+    assert lines["ECDSA: floor / ours [max(a,b) / time]"].endswith("MISSED")
+    assert lines["RSA-2048: operator CPU (cores)"].endswith("ok")
+    assert lines["memory: peak RSS, large N Ready (MB)"].endswith("MISSED")
+    assert lines["restart: writes"].endswith("ok")
+    assert "storm" not in text  # not run, not shown
+    assert report.missed(results) == ["ECDSA: floor / ours [max(a,b) / time]", "memory: peak RSS, large N Ready (MB)"]
+    assert report.table({"scenarios": {}}) == "(no results)"
+
+
+def test_history_row_and_append():
+    results = {"date": "2026-01-02 03:04", "commit": "abc1234", "mode": "full, 3 runs",
+               "machine": {"cores": 2, "memory_gib": 23.5},
+               "scenarios": {"throughput": {"ecdsa": {"median": {"per_second": 50.0, "efficiency": 0.5,
+                                                                 "writes_per_issuance_excl_events": 2.0,
+                                                                 "events_per_issuance": 2.0}}},
+                             "soak": {"rss_slope_mb_per_hour": 0.4, "minutes": 10}}}
+    row = report.history_row(results)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == report.HISTORY_HEADER.count("|") - 1
+    assert cells[:5] == ["2026-01-02 03:04", "`abc1234`", "2 cores, 24 GiB", "full, 3 runs", "50 (0.50)"]
+    assert cells[6] == "2.00 + 2.00"
+    assert cells[-1] == "+0.40 (10 min)"
+    assert cells[9] == "-"  # memory did not run
+
+    created = report.append_history("# bench\n", row)
+    assert created.count(report.HISTORY_HEADER) == 1 and created.rstrip().endswith(row)
+    readme = created + "\n## After\n\ntext\n"
+    twice = report.append_history(readme, row.replace("abc1234", "def5678"))
+    lines = twice.splitlines()
+    i = lines.index(row)
+    assert "def5678" in lines[i + 1] and lines[i + 2] == ""  # appended at the end of the table, not the file
+    assert twice.rstrip().endswith("text")
+
+
+def test_merge_results_replaces_only_the_scenarios_that_ran():
+    old = {"commit": "a", "scenarios": {"throughput": {"x": 1}, "soak": {"y": 2}}}
+    new = {"commit": "b", "date": "d", "mode": "full", "scenarios": {"soak": {"y": 3}}}
+    merged = report.merge_results(old, new)
+    assert merged["scenarios"]["throughput"] == {"x": 1}
+    assert merged["scenarios"]["soak"]["y"] == 3 and merged["scenarios"]["soak"]["measured"]["commit"] == "b"
+    assert merged["commit"] == "b"
+
+
+def test_profile_summary_of_collapsed_stacks():
+    collapsed = ("_work (certmint/controller/core.py:120);run (certmint/controller/certificates.py:50) 30\n"
+                 "_work (certmint/controller/core.py:120);request (certmint/kube/api.py:90);"
+                 "loads (/usr/lib/python3.11/json/__init__.py:346) 70\n"
+                 "garbage\n")
+    s = profile.summarise(collapsed)
+    assert s["samples"] == 100
+    assert s["self"][0] == ("loads (json/__init__.py)", 0.7)
+    assert dict(s["total"])["_work (certmint/controller/core.py)"] == 1.0
+    assert profile.summarise("") == {"samples": 0, "self": [], "total": []}
+
+
+def test_command_line():
+    assert selected(parse_args([])) == ["throughput", "memory", "storm"]
+    assert selected(parse_args(["--soak"]))[-1] == "soak"
+    assert selected(parse_args(["--only", "soak"])) == ["soak"]
+    assert selected(parse_args(["--only", "restart", "--only", "memory"])) == ["memory"]
+    with pytest.raises(SystemExit):
+        selected(parse_args(["--only", "nope"]))
+    quick, full = Config.quick(), Config()
+    assert quick.ecdsa_n < full.ecdsa_n and full.ecdsa_n == 1000 and full.rsa_n == 200
+    assert full.runs >= 3 and full.memory_large_n == 10_000 and full.foreign_secrets == 20_000
+    assert Config.quick(runs=5).runs == 5
