@@ -40,11 +40,9 @@ def to_state(obj: dict) -> SecretState:
                        interned(dict(meta.get("annotations") or {})), sys.intern(obj.get("type", "Opaque")))
 
 
-def to_manifest(namespace: str, secret: SecretState, owner: dict | None = None) -> dict:
+def to_manifest(namespace: str, secret: SecretState) -> dict:
     meta = {"name": secret.name, "namespace": namespace, "labels": dict(secret.labels),
             "annotations": dict(secret.annotations)}
-    if owner:
-        meta["ownerReferences"] = [owner]
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": secret.type,
             "data": {k: base64.b64encode(v).decode() for k, v in secret.data.items()}}
 
@@ -124,8 +122,8 @@ class SecretCache:
         obj = self.api.get_or_none(secrets_path(namespace, name))
         return to_state(obj) if obj else None
 
-    def apply(self, namespace: str, secret: SecretState, owner: dict | None = None) -> SecretState:
-        obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret, owner))
+    def apply(self, namespace: str, secret: SecretState) -> SecretState:
+        obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret))
         return self.remember(obj)
 
 
