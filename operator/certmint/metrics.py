@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
+from prometheus_client.core import UnknownMetricFamily
+from prometheus_client.utils import floatToGoString
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONDITIONS = ("True", "False", "Unknown")
@@ -23,7 +24,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.certificates = CertificateSeries(r)
+        self.certificates = CertificateSeries()  # written by exposition(), not through the registry
         self.issuer_ready = Gauge("certmanager_issuer_ready_status", "The Ready condition of the issuer.",
                                   ("name", "namespace", "condition"), registry=r)
         self.clusterissuer_ready = Gauge("certmanager_clusterissuer_ready_status",
@@ -55,6 +56,14 @@ class Metrics:
     def forget_certificate(self, namespace: str, name: str) -> None:
         self.certificates.forget(namespace, name)
 
+    def exposition(self) -> Iterator[bytes]:
+        """Everything a scrape returns, in chunks."""
+        yield generate_latest(self.registry)
+        yield from self.certificates.exposition()
+
+    def text(self) -> str:
+        return b"".join(self.exposition()).decode()
+
     def set_issuer(self, kind: str, namespace: str, name: str, ready: str,
                    ca_not_after: dt.datetime | None) -> None:
         for condition in CONDITIONS:
@@ -82,11 +91,13 @@ def _stamp(t: dt.datetime | None) -> float | None:
 
 
 class CertificateSeries:
-    """The per-certificate gauges, kept as one small record per certificate and expanded at scrape time.
+    """The per-certificate gauges, kept as one small record per certificate and written straight
+    to the scrape response.
 
     A prometheus_client Gauge child per series costs about 5 KB per certificate for the seven
-    series; a tuple costs a few hundred bytes, which is what keeps the operator's memory flat
-    with tens of thousands of certificates.
+    series, and even a collector's samples (a dict of labels each) cost tens of megabytes per
+    scrape with ten thousand certificates. A record with its label text made once costs a few
+    hundred bytes, and the exposition is written in chunks from the records.
     """
 
     DATES = (
@@ -97,16 +108,19 @@ class CertificateSeries:
         ("certmanager_certificate_renewal_timestamp_seconds",
          "When the certificate will be renewed (Unix time).", 4),
     )
+    READY = ("certmanager_certificate_ready_status", "The Ready condition of the certificate: 1 for the current value.")
+    NAMES = tuple(d[0] for d in DATES) + (READY[0],)
+    CHUNK = 2000  # lines per write
 
-    def __init__(self, registry: CollectorRegistry):
-        # (namespace, name) -> (label values, ready condition, notBefore, notAfter, renewal)
+    def __init__(self) -> None:
+        # (namespace, name) -> (label text, ready condition, notBefore, notAfter, renewal)
         self._records: dict[tuple[str, str], tuple] = {}
         self._lock = threading.Lock()
-        registry.register(self)
 
     def set(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
             not_before: dt.datetime | None, not_after: dt.datetime | None, renewal: dt.datetime | None) -> None:
-        record = ((name, namespace) + tuple(issuer), ready, _stamp(not_before), _stamp(not_after), _stamp(renewal))
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(CERT_LABELS, (name, namespace) + tuple(issuer)))
+        record = (labels, ready, _stamp(not_before), _stamp(not_after), _stamp(renewal))
         with self._lock:
             self._records[(namespace, name)] = record
 
@@ -114,22 +128,33 @@ class CertificateSeries:
         with self._lock:
             self._records.pop((namespace, name), None)
 
-    def collect(self):
+    def exposition(self) -> Iterator[bytes]:
+        """The five families in Prometheus' text format, a chunk at a time."""
         with self._lock:
             records = list(self._records.values())
         for metric, documentation, field in self.DATES:
-            family = GaugeMetricFamily(metric, documentation, labels=CERT_LABELS)
-            for record in records:
-                if record[field] is not None:
-                    family.add_metric(record[0], record[field])
-            yield family
-        ready = GaugeMetricFamily("certmanager_certificate_ready_status",
-                                  "The Ready condition of the certificate: 1 for the current value.",
-                                  labels=CERT_LABELS + ("condition",))
-        for record in records:
-            for condition in CONDITIONS:
-                ready.add_metric(record[0] + (condition,), 1.0 if record[1] == condition else 0.0)
-        yield ready
+            yield f"# HELP {metric} {documentation}\n# TYPE {metric} gauge\n".encode()
+            yield from _chunks(f"{metric}{{{r[0]}}} {floatToGoString(r[field])}\n"
+                               for r in records if r[field] is not None)
+        metric, documentation = self.READY
+        yield f"# HELP {metric} {documentation}\n# TYPE {metric} gauge\n".encode()
+        yield from _chunks(f'{metric}{{{r[0]},condition="{c}"}} {"1.0" if r[1] == c else "0.0"}\n'
+                           for r in records for c in CONDITIONS)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _chunks(lines: Iterable[str]) -> Iterator[bytes]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= CertificateSeries.CHUNK:
+            yield "".join(batch).encode()
+            batch = []
+    if batch:
+        yield "".join(batch).encode()
 
 
 class UnsuffixedCounter:
@@ -178,7 +203,11 @@ def serve(metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                self.send_response(200)  # HTTP/1.0: the body ends when the connection closes
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.end_headers()
+                for chunk in metrics.exposition():
+                    self.wfile.write(chunk)
             elif path == "/healthz":
                 self._reply(200, b"ok")
             elif path == "/readyz":

@@ -637,7 +637,8 @@ def issue_everything_as_the_service_account(sa_operator, sa_kubeconfig, kubectl,
     log = sa_operator.log_text()
     assert "forbidden" not in log.lower() and " 403" not in log, log[-4000:]
     assert sa_operator.proc.poll() is None
-    assert 'certmanager_certificate_ready_status{condition="True"' in sa_operator.metrics()
+    assert any(line.startswith("certmanager_certificate_ready_status{") and line.endswith('condition="True"} 1.0')
+               for line in sa_operator.metrics().splitlines())
 
 
 def test_uninstall_keeps_crds_certificates_and_secrets(sa_operator, sa_kubeconfig, helm, kubectl):

@@ -131,8 +131,8 @@ class Controller:
 
     def _list_issuers(self, kind: str) -> list[dict]:
         if kind == "ClusterIssuer" or not self.options.namespaces:
-            return self.api.list(resource_path(kind))[0]
-        return [o for ns in self.options.namespaces for o in self.api.list(resource_path(kind, ns))[0]]
+            return self.api.list(resource_path(kind))
+        return [o for ns in self.options.namespaces for o in self.api.list(resource_path(kind, ns))]
 
     def stop(self) -> None:
         """Finish the reconciles in flight, then hand over the lease: no two leaders write at once."""

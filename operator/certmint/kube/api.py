@@ -99,9 +99,12 @@ class Api:
                 return None
             raise
 
-    def list(self, path: str, label_selector: str | None = None, limit: int = 500) -> tuple[list[dict], str]:
-        """All items (paginated) and the list's resourceVersion, to watch from."""
-        items: list[dict] = []
+    def list_pages(self, path: str, label_selector: str | None = None,
+                   limit: int = 500) -> Iterator[tuple[list[dict], str]]:
+        """The items page by page, each with the list's resourceVersion (to watch from once done).
+
+        Pages are handed over as they come, so a large listing never sits in memory whole.
+        """
         token = None
         while True:
             query: list[tuple[str, Any]] = [("limit", limit)]
@@ -110,10 +113,14 @@ class Api:
             if token:
                 query.append(("continue", token))
             page = self.request("list", "GET", path, query=query)
-            items.extend(page.get("items") or [])
-            token = page.get("metadata", {}).get("continue")
+            metadata = page.get("metadata", {})
+            yield page.get("items") or [], metadata.get("resourceVersion", "")
+            token = metadata.get("continue")
             if not token:
-                return items, page.get("metadata", {}).get("resourceVersion", "")
+                return
+
+    def list(self, path: str, label_selector: str | None = None) -> list[dict]:
+        return [item for items, _ in self.list_pages(path, label_selector) for item in items]
 
     def watch(self, path: str, resource_version: str, label_selector: str | None = None,
               timeout_seconds: int = 300) -> Iterator[dict]:

@@ -52,12 +52,13 @@ class Reflector:
                 delay = min(delay * 2, 30.0)
 
     def _relist(self) -> str:
-        items, version = self.api.list(self.path, self.selector)
-        seen = set()
-        for item in items:
-            meta = item.get("metadata", {})
-            seen.add((meta.get("namespace", ""), meta.get("name", "")))
-            self.on_event("SYNC", item)
+        seen: set[tuple[str, str]] = set()
+        version = ""
+        for items, version in self.api.list_pages(self.path, self.selector):
+            for item in items:
+                meta = item.get("metadata", {})
+                seen.add((meta.get("namespace", ""), meta.get("name", "")))
+                self.on_event("SYNC", item)
         if self.on_relist:
             self.on_relist(seen)  # objects deleted while we were not watching
         return version
