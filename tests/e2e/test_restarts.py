@@ -41,6 +41,15 @@ def ready_count(cluster, namespace: str) -> int:
                if cond["type"] == "Ready" and cond["status"] == "True")
 
 
+def start_issuing_and_wait_for_a_quarter(cluster, namespace: str) -> None:
+    """Apply N RSA certificates (slow enough to interrupt) and return once a quarter are Ready."""
+    kubectl(cluster, "apply", "-f", "-", input=many_certificates(namespace, N, algorithm="RSA"))
+    deadline = time.monotonic() + 120
+    while ready_count(cluster, namespace) < N // 4:
+        assert time.monotonic() < deadline, "issuance did not get going"
+        time.sleep(0.1)
+
+
 def wait_all_ready(cluster, namespace: str, n: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while (count := ready_count(cluster, namespace)) < n:
@@ -103,11 +112,7 @@ def test_kill_9_in_the_middle_of_issuance_converges(private, tmp_path):
     ns = "killed"
     kubectl(private, "create", "namespace", ns)
     op = start_operator(private, tmp_path / "first.log")
-    kubectl(private, "apply", "-f", "-", input=many_certificates(ns, N, algorithm="RSA"))
-    deadline = time.monotonic() + 120
-    while ready_count(private, ns) < N // 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    start_issuing_and_wait_for_a_quarter(private, ns)
     op.stop(kill=True)
     interrupted_at = ready_count(private, ns)
     assert interrupted_at < N, "the kill came too late to interrupt anything"
@@ -163,11 +168,7 @@ def test_standby_takes_over_when_the_leader_dies(private, tmp_path):
                           "ha-test")["spec"]["holderIdentity"]
         leader, standby = (first, second) if "became leader" in first.log_text() else (second, first)
         assert "became leader" not in standby.log_text()
-        kubectl(private, "apply", "-f", "-", input=many_certificates(ns, N, algorithm="RSA"))
-        deadline = time.monotonic() + 120
-        while ready_count(private, ns) < N // 4:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        start_issuing_and_wait_for_a_quarter(private, ns)
         leader.stop(kill=True)
         killed_at = time.monotonic()
         while "became leader" not in standby.log_text():
