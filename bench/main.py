@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"certmint bench  {results['date']} UTC  commit {results['commit']}  "
-          f"{results['machine']['cores']} cores, {results['machine']['memory_gib']} GiB  ({mode})")
+          f"{results['machine']['cores']} cores, {results['machine']['memory_gib']} GiB  ({results['mode']})")
     print(f"load average at start {results['load_average']['start'][0]:.2f}, at end "
           f"{results['load_average']['end'][0]:.2f}")
     print(report.table(results))
