@@ -67,12 +67,23 @@ def machine() -> dict:
             "python": platform.python_version(), "kernel": platform.release()}
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+CODE = ("operator", "crds", "pyproject.toml")  # what the measured processes run
+
+
 def commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "operator", "crds", "pyproject.toml")
-    return sha + ("-dirty" if dirty else "")
+    """HEAD, with -dirty when the operator's code differs from it."""
+    sha = _git("rev-parse", "--short", "HEAD") or "unknown"
+    return sha + ("-dirty" if _git("status", "--porcelain", "--", *CODE) else "")
+
+
+def code_version() -> str:
+    """Changes when the operator's code does (a commit or an edit), not when only docs or tests do."""
+    trees = " ".join(_git("rev-parse", f"HEAD:{path}") for path in CODE)
+    return trees + " " + _git("diff", "HEAD", "--", *CODE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.runs < 3 and not args.quick:
         progress(f"note: {cfg.runs} run(s) per scenario; the figures are meant as medians of at least 3")
 
+    start_code = code_version()
     workdir = Path(tempfile.mkdtemp(prefix="certmint-bench-"))
     mode = ("quick" if args.quick else "full") + (f", only {'+'.join(names)}" if args.only else "") \
         + (f", soak {cfg.soak_minutes:g} min (1 run)" if "soak" in names else "") \
@@ -126,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results["load_average"]["end"] = list(os.getloadavg())
     end_commit = commit()
-    if end_commit != results["commit"]:  # the operator's code changed under a running benchmark
+    if code_version() != start_code:  # the operator's code changed under a running benchmark
         results["commit_at_end"] = end_commit
-        results["mode"] += f"; commit changed to {end_commit} during the run"
-        progress(f"warning: the commit changed during the run ({results['commit']} -> {end_commit}): operator "
-                 "processes started after the change ran the new code")
+        results["mode"] += f"; operator code changed to {end_commit} during the run"
+        progress(f"warning: the operator's code changed during the run ({results['commit']} -> {end_commit}): "
+                 "operator processes started after the change ran the new code")
     results["wall_minutes"] = round((time.monotonic() - started) / 60, 1)
 
     print()
