@@ -18,7 +18,7 @@ from certmint.controller.certificates import reconcile_certificate
 from certmint.controller.issuers import compute_state, reconcile_issuer, secret_namespace
 from certmint.controller.options import Options
 from certmint.controller.queue import WorkQueue
-from certmint.kube.api import Api, ApiError
+from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.leader import LeaderElector
 from certmint.kube.reflector import Reflector
 from certmint.kube.resources import INSTANCE, EventRecorder, resource_path
@@ -38,12 +38,6 @@ def object_key(obj: dict) -> ObjectKey:
     meta = obj.get("metadata", {})
     return obj.get("kind", ""), meta.get("namespace", "") or "", meta.get("name", "")
 
-
-def _version(obj: dict) -> int:
-    try:
-        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
-    except ValueError:
-        return 0
 
 
 KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "annotations")
@@ -181,7 +175,7 @@ class Controller:
                 store.pop(key, None)
             else:
                 current = store.get(key)
-                if current is not None and _version(current) > _version(obj):
+                if current is not None and resource_version(current) > resource_version(obj):
                     return  # older than what our own write returned
                 store[key] = obj
         self.queue.add(key)

@@ -41,6 +41,15 @@ class ApiError(Exception):
         return self.status == 409
 
 
+def resource_version(obj: dict) -> int:
+    """An object's resourceVersion as a number, to tell our own write's answer from an older watch
+    event. Kubernetes calls it opaque; etcd-backed servers issue increasing integers."""
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
 def load_configuration(kubeconfig: str | None = None, pool_size: int = 16) -> kubernetes.client.Configuration:
     """From --kubeconfig, $KUBECONFIG or ~/.kube/config, else the in-cluster service account."""
     config = kubernetes.client.Configuration()

@@ -9,7 +9,7 @@ import base64
 import sys
 import threading
 
-from certmint.kube.api import Api, ApiError
+from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import Reflector
 from certmint.policy.types import CERTIFICATE_NAME, SecretState
 
@@ -47,12 +47,6 @@ def to_manifest(namespace: str, secret: SecretState) -> dict:
             "data": {k: base64.b64encode(v).decode() for k, v in secret.data.items()}}
 
 
-def _version(obj: dict) -> int:
-    try:
-        return int(obj.get("metadata", {}).get("resourceVersion", "0"))
-    except ValueError:
-        return 0
-
 
 class SecretCache:
     """Our Secrets by (namespace, name), fed by a label-selected watch and by our own writes.
@@ -89,7 +83,7 @@ class SecretCache:
     def _event(self, kind: str, obj: dict) -> None:
         meta = obj.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        version = _version(obj)
+        version = resource_version(obj)
         with self._lock:
             current = self._items.get(key)
             if kind == "DELETED":
