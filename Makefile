@@ -9,15 +9,27 @@ CLUSTER_DIR := .cache/cluster
 export CERTMINT_BIN_DIR := $(abspath $(BIN))
 export PATH := $(abspath $(BIN)):$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test unit lint venv tools control-plane-tools system-deps cluster cluster-down bench clean
+.PHONY: run test unit lint lock venv tools control-plane-tools system-deps cluster cluster-down bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The venv installs exactly the locked versions (with their hashes) that CI tested, then
+# certmint itself without resolving anything again. `make lock` refreshes the lock files
+# from pyproject.toml: requirements.lock for development and tests, and
+# requirements-operator.lock for the operator alone (what the image installs).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
+
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 -q
+
+lock: venv
+	$(UV_COMPILE) --extra operator --extra integrations --extra test -o requirements.lock
+	$(UV_COMPILE) --extra operator -o requirements-operator.lock
 
 # etcd, kube-apiserver and kubectl for the control plane; helm too for the tests.
 control-plane-tools:
@@ -30,16 +42,16 @@ system-deps:
 	hack/install-system-deps.sh
 
 cluster: venv control-plane-tools
-	@$(PY) -m certmint.localcluster up --dir $(CLUSTER_DIR)
+	@$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
 
 cluster-down: venv
-	@$(PY) -m certmint.localcluster down --dir $(CLUSTER_DIR)
+	@$(PY) hack/localcluster.py down --dir $(CLUSTER_DIR)
 
 # The operator in the foreground. With KUBECONFIG set it uses that cluster; otherwise it
 # starts (or reuses) the local control plane.
 run: venv control-plane-tools
 	@if [ -z "$$KUBECONFIG" ]; then \
-		eval "$$($(PY) -m certmint.localcluster up --dir $(CLUSTER_DIR))" || exit 1; \
+		eval "$$($(PY) hack/localcluster.py up --dir $(CLUSTER_DIR))" || exit 1; \
 		echo "In another terminal: export KUBECONFIG=$$KUBECONFIG PATH=$(abspath $(BIN)):\$$PATH"; \
 	fi; \
 	kubectl apply --server-side --force-conflicts -f crds/ && \

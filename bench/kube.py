@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bench import stats
-from certmint import localcluster
+import localcluster
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "crds"

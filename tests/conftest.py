@@ -1,7 +1,7 @@
 """Suite-wide fixtures: one real control plane per session, a namespace per test.
 
 The control plane is etcd + kube-apiserver built from source (make tools), started on
-127.0.0.1 by certmint.localcluster. A missing binary or a failed start errors every
+127.0.0.1 by hack/localcluster.py. A missing binary or a failed start errors every
 test that needs it, loudly: nothing is skipped.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from certmint import localcluster
+import localcluster
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "crds"

@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 
 import yaml
 
-from certmint import localcluster
+import localcluster
 
 T = TypeVar("T")
 

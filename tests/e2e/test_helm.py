@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from certmint import localcluster
+import localcluster
 from conftest import apply, get_json, openssl, run_kubectl, secret_data, start_operator, wait_for_events, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]

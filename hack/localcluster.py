@@ -5,8 +5,8 @@ configured. The binaries are built from source by hack/build-tools.sh; nothing h
 downloads anything. Authentication is by client certificates minted at start, and
 authorization is RBAC, so permissions behave as on a real cluster.
 
-    python -m certmint.localcluster up [--dir DIR]     start (idempotent), print the kubeconfig export
-    python -m certmint.localcluster down [--dir DIR]   stop and remove all data
+    python hack/localcluster.py up [--dir DIR]     start (idempotent), print the kubeconfig export
+    python hack/localcluster.py down [--dir DIR]   stop and remove all data
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from certmint.pki import CASigner, encode_private_key, generate_key, issue
 from certmint.pki.types import ECDSA, PKCS8, RSA, CertificateTemplate, KeySpec, Subject
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO / ".cache" / "cluster"
 DEFAULT_BIN_DIR = REPO / ".cache" / "bin"
 STATE_FILE = "state.json"
@@ -312,7 +312,7 @@ def down(directory: Path = DEFAULT_DIR) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m certmint.localcluster", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python hack/localcluster.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state directory (default: %(default)s)")
