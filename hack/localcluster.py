@@ -7,6 +7,9 @@ authorization is RBAC, so permissions behave as on a real cluster.
 
     python hack/localcluster.py up [--dir DIR]     start (idempotent), print the kubeconfig export
     python hack/localcluster.py down [--dir DIR]   stop and remove all data
+
+For failure tests a Cluster can also kill and restart its kube-apiserver (same port,
+certificates and etcd) and freeze and thaw etcd.
 """
 from __future__ import annotations
 
@@ -23,13 +26,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
 
 from certmint.pki import CASigner, encode_private_key, generate_key, issue
 from certmint.pki.types import ECDSA, PKCS8, RSA, CertificateTemplate, KeySpec, Subject
+from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO / ".cache" / "cluster"
@@ -71,7 +73,10 @@ class Cluster:
 
     directory: Path
     server: str
-    pids: list[int]
+    pids: list[int]  # etcd, then kube-apiserver
+    # how each process was started, so it can be started again the same way
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    tie_to_parent: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -103,9 +108,85 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop the processes (apiserver first, so it doesn't outlive its storage) and wait for them."""
+        for pid in self.pids:  # a frozen process would only take its SIGTERM once thawed
+            _signal(pid, signal.SIGCONT)
         for pid in reversed(self.pids):
             _terminate(pid)
         self.pids = []
+
+    # --- fault injection, for tests and benchmarks ------------------------------------------
+
+    @property
+    def etcd_pid(self) -> int:
+        return self.pids[0]
+
+    @property
+    def apiserver_pid(self) -> int | None:
+        return self.pids[1] if len(self.pids) > 1 else None
+
+    def stop_apiserver(self, kill: bool = True) -> None:
+        """Stop kube-apiserver, by default with SIGKILL as in a crash (no graceful drain of its
+        connections), and wait until it is gone. etcd keeps running with all the data."""
+        pid = self.apiserver_pid
+        if pid is None:
+            return
+        if kill:
+            _signal(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            _terminate(pid)
+        del self.pids[1:]
+        self._record_state()
+
+    def start_apiserver(self, timeout: float = START_TIMEOUT) -> None:
+        """Start kube-apiserver again with the same port, certificates and etcd, and wait for /readyz."""
+        if self.apiserver_pid is not None and _alive(self.apiserver_pid):
+            raise ClusterError("kube-apiserver is already running")
+        if "kube-apiserver" not in self.commands:
+            raise ClusterError("this cluster was not started by this module: no kube-apiserver command recorded")
+        log = self.directory / "logs" / "kube-apiserver.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            apiserver = _spawn(self.commands["kube-apiserver"], log, self.tie_to_parent)
+            self.pids[1:] = [apiserver.pid]
+            self._record_state()
+            try:
+                _wait("kube-apiserver", self.ready, apiserver, log, timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except ClusterError:
+                # The port the killed server listened on can take a moment to be free again;
+                # anything else (or running out of time) is a real failure.
+                if apiserver.poll() is None or time.monotonic() > deadline or \
+                        "address already in use" not in log.read_text(errors="replace")[-2000:]:
+                    raise
+                time.sleep(0.5)
+
+    def restart_apiserver(self, kill: bool = True) -> float:
+        """Kill (or stop) and start kube-apiserver; returns the seconds it was unavailable."""
+        stopped = time.monotonic()
+        self.stop_apiserver(kill=kill)
+        self.start_apiserver()
+        return time.monotonic() - stopped
+
+    def freeze_etcd(self) -> None:
+        """SIGSTOP etcd: requests hang rather than fail, as with a stalled disk or a partition."""
+        _signal(self.etcd_pid, signal.SIGSTOP)
+
+    def thaw_etcd(self) -> None:
+        _signal(self.etcd_pid, signal.SIGCONT)
+
+    def _record_state(self) -> None:
+        (self.directory / STATE_FILE).write_text(json.dumps(
+            {"server": self.server, "pids": self.pids, "commands": self.commands}))
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _alive(pid: int) -> bool:
@@ -146,7 +227,7 @@ def _write_pem(path: Path, data: bytes, private: bool = False) -> None:
 def _mint_pki(pki: Path) -> None:
     """Cluster CA, apiserver serving certificate, admin client certificate, service-account keys."""
     pki.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     year = dt.timedelta(days=365)
     ec = KeySpec(ECDSA, 256, PKCS8)
 
@@ -249,11 +330,12 @@ def start(directory: Path = DEFAULT_DIR, tie_to_parent: bool = False) -> Cluster
         f"--initial-cluster=local=http://127.0.0.1:{peer_port}",
         "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=8589934592",
     ], etcd_log, tie_to_parent)
-    cluster = Cluster(directory, f"https://127.0.0.1:{api_port}", [etcd.pid])
+    cluster = Cluster(directory, f"https://127.0.0.1:{api_port}", [etcd.pid], tie_to_parent=tie_to_parent)
+    cluster.commands["etcd"] = [str(a) for a in etcd.args]
     try:
         _wait("etcd", lambda: _etcd_healthy(etcd_url), etcd, etcd_log)
         api_log = directory / "logs" / "kube-apiserver.log"
-        apiserver = _spawn([
+        cluster.commands["kube-apiserver"] = [
             apiserver_bin, f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -264,14 +346,15 @@ def start(directory: Path = DEFAULT_DIR, tie_to_parent: bool = False) -> Cluster
             "--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false", "--profiling=false",
             f"--cert-dir={directory / 'apiserver-certs'}", "--v=0",
-        ], api_log, tie_to_parent)
+        ]
+        apiserver = _spawn(cluster.commands["kube-apiserver"], api_log, tie_to_parent)
         cluster.pids.append(apiserver.pid)
         (directory / "kubeconfig").write_text(_kubeconfig(cluster.server, pki))
         _wait("kube-apiserver", cluster.ready, apiserver, api_log)
     except BaseException:
         cluster.stop()
         raise
-    (directory / STATE_FILE).write_text(json.dumps({"server": cluster.server, "pids": cluster.pids}))
+    cluster._record_state()
     return cluster
 
 
@@ -281,8 +364,8 @@ def running(directory: Path = DEFAULT_DIR) -> Cluster | None:
         state = json.loads((directory / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    cluster = Cluster(directory, state["server"], state["pids"])
-    if all(_alive(pid) for pid in cluster.pids) and cluster.ready():
+    cluster = Cluster(directory, state["server"], state["pids"], state.get("commands") or {})
+    if len(cluster.pids) == 2 and all(_alive(pid) for pid in cluster.pids) and cluster.ready():
         return cluster
     return None
 
