@@ -116,16 +116,24 @@ class OperatorProcess:
 
 
 def start_operator(cluster, log: Path, *extra: str, wait_ready: bool = True,
-                   kubeconfig: Path | None = None) -> OperatorProcess:
-    """`certmint operator` as a real process against the cluster, as a user runs it."""
+                   kubeconfig: Path | None = None, env: dict[str, str | None] | None = None) -> OperatorProcess:
+    """`certmint operator` as a real process against the cluster, as a user runs it.
+
+    env changes the process environment (which has KUBECONFIG set to the cluster's): a value
+    of None removes the variable."""
+    environment = {**cluster.env(), "PYTHONUNBUFFERED": "1"}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     port = localcluster.free_port()
     args = [sys.executable, "-m", "certmint.cli", "operator", "--kubeconfig", str(kubeconfig or cluster.kubeconfig),
             "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
             "--cluster-resource-namespace", OPERATOR_NAMESPACE, *extra]
     out = open(log, "ab")
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**cluster.env(), "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=localcluster._die_with_parent)
+                            env=environment, preexec_fn=localcluster._die_with_parent)
     out.close()
     op = OperatorProcess(proc, f"http://127.0.0.1:{port}", log)
     if wait_ready:
