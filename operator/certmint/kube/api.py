@@ -50,12 +50,14 @@ def resource_version(obj: dict) -> int:
         return 0
 
 
-def load_configuration(kubeconfig: str | None = None, pool_size: int = 16) -> kubernetes.client.Configuration:
-    """From --kubeconfig, $KUBECONFIG or ~/.kube/config, else the in-cluster service account."""
+def load_configuration(kubeconfig: str | None = None, pool_size: int = 16,
+                       context: str | None = None) -> kubernetes.client.Configuration:
+    """From --kubeconfig, $KUBECONFIG or ~/.kube/config (its current context, or `context`), else the
+    in-cluster service account."""
     config = kubernetes.client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path or os.path.exists(os.path.expanduser("~/.kube/config")):
-        kubernetes.config.load_kube_config(config_file=path, client_configuration=config)
+        kubernetes.config.load_kube_config(config_file=path, context=context, client_configuration=config)
     else:
         kubernetes.config.load_incluster_config(client_configuration=config)
     config.connection_pool_maxsize = pool_size

@@ -1,15 +1,16 @@
-"""The `certmint` command."""
+"""`certmint operator`: run the operator."""
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import os
-import sys
-
-from certmint.model.duration import parse_duration
 
 
 def _duration(text: str) -> dt.timedelta:
+    # Imported here, not at the top: certmint.model pulls in cryptography, which `certmint --help`
+    # and the commands that never parse a duration should not pay for.
+    from certmint.model.duration import parse_duration
+
     try:
         return parse_duration(text)
     except ValueError as e:
@@ -25,9 +26,7 @@ def _default_namespace() -> str:
         return os.environ.get("POD_NAMESPACE", "certmint")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="certmint", description="Kubernetes-native certificate automation.")
-    sub = p.add_subparsers(dest="command", required=True)
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="run the operator")
     op.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     op.add_argument("--namespace", action="append", default=[], dest="namespaces",
@@ -51,33 +50,28 @@ def parser() -> argparse.ArgumentParser:
     op.add_argument("--log-format", choices=["text", "json"], default="text")
     op.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                     type=str.upper)
-    return p
+    op.set_defaults(handler=start)
+    return op
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "operator":
-        from certmint import logs
-        from certmint.controller.operator import run
-        from certmint.controller.options import Options
+def start(args: argparse.Namespace) -> int:
+    from certmint import logs
+    from certmint.controller.operator import run
+    from certmint.controller.options import Options
 
-        logs.configure(args.log_format, args.log_level)
-        run(Options(
-            kubeconfig=args.kubeconfig,
-            namespaces=tuple(args.namespaces),
-            cluster_resource_namespace=args.cluster_resource_namespace or _default_namespace(),
-            metrics_port=args.metrics_port,
-            metrics_host=args.metrics_host,
-            workers=args.workers,
-            backoff_initial=args.backoff_initial,
-            backoff_max=args.backoff_max,
-            issuer_recheck=args.issuer_recheck,
-            leader_election=args.leader_elect,
-            leader_election_namespace=args.leader_election_namespace or _default_namespace(),
-            leader_election_id=args.leader_election_id,
-        ))
+    logs.configure(args.log_format, args.log_level)
+    run(Options(
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespaces),
+        cluster_resource_namespace=args.cluster_resource_namespace or _default_namespace(),
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        workers=args.workers,
+        backoff_initial=args.backoff_initial,
+        backoff_max=args.backoff_max,
+        issuer_recheck=args.issuer_recheck,
+        leader_election=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace or _default_namespace(),
+        leader_election_id=args.leader_election_id,
+    ))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
