@@ -57,6 +57,26 @@ def test_minimal_spec_gets_cert_managers_defaults():
     assert parsed.additional_output_formats == ()
     assert parsed.pkcs12 is None and parsed.jks is None
     assert parsed.revision_history_limit is None
+    assert parsed.usages_defaulted
+
+
+@pytest.mark.parametrize("private_key,is_ca,usages", [
+    ({"algorithm": "RSA"}, False, ("digital signature", "key encipherment")),
+    ({"algorithm": "RSA"}, True, ("digital signature", "key encipherment", "cert sign")),
+    ({"algorithm": "ECDSA"}, False, ("digital signature",)),
+    ({"algorithm": "ECDSA", "size": 384}, True, ("digital signature", "cert sign")),
+    ({"algorithm": "Ed25519"}, False, ("digital signature",)),
+    ({"algorithm": "Ed25519"}, True, ("digital signature", "cert sign")),
+])
+def test_default_usages_depend_on_the_key(private_key, is_ca, usages):
+    """Key encipherment is RSA key transport: ECDSA (RFC 8813) and Ed25519 (RFC 8410) keys must not have it."""
+    parsed = parse_certificate_spec(spec(privateKey=private_key, isCA=is_ca))
+    assert parsed.template.usages == usages and parsed.usages_defaulted
+
+
+def test_written_usages_are_not_defaulted():
+    parsed = parse_certificate_spec(spec(privateKey={"algorithm": "ECDSA"}, usages=["digital signature"]))
+    assert parsed.template.usages == ("digital signature",) and not parsed.usages_defaulted
 
 
 def test_full_spec_is_read():

@@ -78,11 +78,14 @@ def test_intermediates_follow_the_leaf_and_the_root_is_ca_crt_only():
     assert parse_certificates(ca_crt) == [root().certificate]
 
 
-def test_combined_pem_is_the_key_then_the_chain():
+def test_combined_pem_is_the_key_a_newline_then_the_chain():
+    """cert-manager's byte layout: tls.key (which ends in a newline), one more newline, tls.crt."""
     key_pem = encode_private_key(leaf().key, PKCS8)
     tls_crt, _ = bundle(leaf().certificate, intermediate())
-    assert combined_pem(key_pem, tls_crt) == key_pem + tls_crt
-    assert combined_pem(key_pem.rstrip(b"\n"), tls_crt) == key_pem + tls_crt
+    combined = combined_pem(key_pem, tls_crt)
+    assert combined == key_pem + b"\n" + tls_crt
+    assert b"-----END PRIVATE KEY-----\n\n-----BEGIN CERTIFICATE-----\n" in combined
+    assert combined.count(b"\n\n") == 1 and combined.endswith(b"-----END CERTIFICATE-----\n")
 
 
 @pytest.mark.parametrize("profile", PROFILES)

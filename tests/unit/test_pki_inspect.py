@@ -69,9 +69,12 @@ def test_describe():
     assert not described.is_ca
     assert (described.key_algorithm, described.key_size) == (ECDSA, 256)
     assert described.serial_number == certificate.serial_number
-    assert described.not_before == NOW - dt.timedelta(minutes=1) and described.not_after == NOW + TEMPLATE.duration
+    assert described.not_before == NOW - dt.timedelta(minutes=1)
+    assert described.not_after == described.not_before + TEMPLATE.duration
     assert described.subject_dn == described.issuer_dn == certificate.subject.rfc4514_string()
-    assert described.subject_dn.startswith("CN=app,")
+    # RFC 4514 lists the RDNs last first: serialNumber follows CN in the DN, as in cert-manager's.
+    assert described.subject_dn == ("2.5.4.5=7,CN=app,OU=Unit,O=Org,2.5.4.17=10115,STREET=Street 1,"
+                                    "L=Berlin,ST=Berlin,C=DE")
 
 
 def test_describe_normalises_ip_addresses():

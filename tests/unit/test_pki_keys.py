@@ -1,7 +1,9 @@
 """Private keys: every type and size, both encodings, loading, and no key bytes in errors."""
 from __future__ import annotations
 
+import base64
 import functools
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +25,7 @@ from certmint.pki import (
     key_matches_spec,
     key_spec_of,
     load_private_key,
+    private_key_der,
     public_keys_equal,
 )
 
@@ -74,11 +77,40 @@ def test_large_rsa_key(size):
     assert public_keys_equal(load_private_key(pem), key)
 
 
-@pytest.mark.parametrize("algorithm,size", [(RSA, 2048), (ECDSA, 256), (ECDSA, 384), (ECDSA, 521), (ED25519, None)])
-def test_der_is_pkcs8(algorithm, size):
+# What openssl asn1parse shows first in each DER form: PKCS#1 RSAPrivateKey opens with version 0
+# and the modulus, SEC1 ECPrivateKey with version 1 and the private key octets, PKCS#8 with
+# version 0 and the algorithm identifier.
+DER_FORMS = {"PKCS#1": ("INTEGER           :00", "INTEGER           :"),
+             "SEC1": ("INTEGER           :01", "OCTET STRING"),
+             "PKCS#8": ("INTEGER           :00", "SEQUENCE")}
+
+
+@pytest.mark.parametrize("algorithm,size,encoding,form", [
+    (RSA, 2048, PKCS1, "PKCS#1"), (RSA, 2048, PKCS8, "PKCS#8"),
+    (ECDSA, 256, PKCS1, "SEC1"), (ECDSA, 384, PKCS1, "SEC1"), (ECDSA, 521, PKCS8, "PKCS#8"),
+    (ED25519, None, PKCS8, "PKCS#8"),
+])
+def test_key_der_is_the_body_of_tls_key(algorithm, size, encoding, form):
+    """key.der is tls.key without its PEM armour: PKCS#1 or SEC1 under PKCS1, PKCS#8 under PKCS8, as cert-manager."""
     key = key_for(algorithm, size)
-    loaded = serialization.load_der_private_key(encode_private_key_der(key), password=None)
-    assert public_keys_equal(loaded, key)
+    pem = encode_private_key(key, encoding)
+    body = b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
+    der = private_key_der(pem)
+    assert der == base64.b64decode(body)
+    assert der == encode_private_key_der(key, encoding)
+    assert public_keys_equal(serialization.load_der_private_key(der, password=None), key)
+    parsed = subprocess.run(["openssl", "asn1parse", "-inform", "DER"], input=der, capture_output=True,
+                            check=True).stdout.decode().splitlines()
+    version, second = DER_FORMS[form]
+    assert "SEQUENCE" in parsed[0] and version in parsed[1] and second in parsed[2], parsed[:3]
+    if form == "PKCS#1":
+        assert "SEQUENCE" not in parsed[2]
+
+
+def test_key_der_of_something_else_is_refused_without_echoing_it():
+    with pytest.raises(PKIError) as e:
+        private_key_der(b"-----BEGIN CERTIFICATE-----\nc2VjcmV0\n-----END CERTIFICATE-----\n")
+    assert "c2VjcmV0" not in str(e.value)
 
 
 @pytest.mark.parametrize("spec,expected", [

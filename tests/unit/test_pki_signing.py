@@ -147,8 +147,8 @@ def test_subject_attributes_in_cert_manager_order():
     assert [(a.oid, a.value) for a in certificate.subject] == [
         (NameOID.COUNTRY_NAME, "DE"), (NameOID.STATE_OR_PROVINCE_NAME, "st"), (NameOID.LOCALITY_NAME, "l"),
         (NameOID.STREET_ADDRESS, "street"), (NameOID.POSTAL_CODE, "12345"), (NameOID.ORGANIZATION_NAME, "o1"),
-        (NameOID.ORGANIZATION_NAME, "o2"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "ou"), (NameOID.SERIAL_NUMBER, "42"),
-        (NameOID.COMMON_NAME, "cn"),
+        (NameOID.ORGANIZATION_NAME, "o2"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "ou"), (NameOID.COMMON_NAME, "cn"),
+        (NameOID.SERIAL_NUMBER, "42"),
     ]
 
 
@@ -174,7 +174,29 @@ def test_validity_is_backdated_and_lasts_the_duration():
     result = issue(LEAF, key(), root(), NOW, backdate=dt.timedelta(minutes=5))
     assert not result.clamped
     assert result.certificate.not_valid_before_utc == NOW - dt.timedelta(minutes=5)
-    assert result.certificate.not_valid_after_utc == NOW + DAY
+    assert result.certificate.not_valid_after_utc == NOW - dt.timedelta(minutes=5) + DAY
+
+
+def lifetime(certificate: x509.Certificate) -> dt.timedelta:
+    return certificate.not_valid_after_utc - certificate.not_valid_before_utc
+
+
+@pytest.mark.parametrize("signer", ["self-signed", "root CA", "intermediate CA"])
+@pytest.mark.parametrize("duration", [dt.timedelta(hours=1), dt.timedelta(hours=896), dt.timedelta(hours=2160),
+                                      dt.timedelta(hours=1, minutes=2, seconds=3)])
+def test_lifetime_is_exactly_the_duration(signer, duration):
+    """notAfter - notBefore == duration to the second (not duration + the backdate), for every kind of issuer."""
+    by = {"self-signed": lambda: None, "root CA": root, "intermediate CA": lambda: ca("intermediate", root())}[signer]()
+    at = NOW + dt.timedelta(microseconds=654321)  # sub-second time of issue: still exact
+    result = issue(dataclasses.replace(LEAF, duration=duration), key(), by, at)
+    assert not result.clamped
+    assert lifetime(result.certificate) == duration
+    assert result.certificate.not_valid_before_utc == NOW - dt.timedelta(minutes=1)
+
+
+def test_a_fraction_of_a_second_in_the_duration_is_dropped():
+    result = issue(dataclasses.replace(LEAF, duration=dt.timedelta(hours=1, microseconds=900_000)), key(), None, NOW)
+    assert lifetime(result.certificate) == dt.timedelta(hours=1)
 
 
 def test_not_after_is_clamped_to_the_signer():
@@ -182,11 +204,22 @@ def test_not_after_is_clamped_to_the_signer():
     result = issue(dataclasses.replace(LEAF, duration=90 * DAY), key(), short_ca, NOW)
     assert result.clamped
     assert result.certificate.not_valid_after_utc == short_ca.certificate.not_valid_after_utc
+    assert result.certificate.not_valid_before_utc == NOW - dt.timedelta(minutes=1)
+    assert lifetime(result.certificate) == 10 * DAY  # the CA's own lifetime: it was issued at NOW too
+
+
+def test_a_lifetime_ending_one_second_before_the_signer_is_not_clamped():
+    short_ca = ca("short", root(), duration=10 * DAY)
+    room = short_ca.certificate.not_valid_after_utc - (NOW - dt.timedelta(minutes=1))
+    result = issue(dataclasses.replace(LEAF, duration=room - dt.timedelta(seconds=1)), key(), short_ca, NOW)
+    assert not result.clamped and lifetime(result.certificate) == room - dt.timedelta(seconds=1)
+    clamped = issue(dataclasses.replace(LEAF, duration=room + dt.timedelta(seconds=1)), key(), short_ca, NOW)
+    assert clamped.clamped and clamped.certificate.not_valid_after_utc == short_ca.certificate.not_valid_after_utc
 
 
 def test_self_signed_is_never_clamped():
     result = issue(dataclasses.replace(LEAF, duration=3650 * DAY), key(), None, NOW)
-    assert not result.clamped and result.certificate.not_valid_after_utc == NOW + 3650 * DAY
+    assert not result.clamped and lifetime(result.certificate) == 3650 * DAY
 
 
 @pytest.mark.parametrize("spec,hash_name", [

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from certmint.issuance import issue_certificate, issued_secret
+from certmint.issuance import issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.issuers import issuer_state
 from certmint.model import parse_certificate_spec, parse_issuer_spec
-from certmint.pki import encode_private_key, generate_key
+from certmint.pki import describe, encode_private_key, generate_key
 from certmint.pki.types import KeySpec
 from certmint.policy import TRIGGERS, Backoff, FailureRecord, Issue, IssuerState, Observed, UpToDate, Wait, decide
 from certmint.policy.types import CERTIFICATE_NAME, ISSUER_NAME, TLS_CERT, TLS_KEY, SecretState
@@ -117,11 +117,22 @@ def test_renewal_window_and_expiry():
 
 
 def test_renew_before_sets_the_window():
-    spec = {**SPEC, "duration": "1h", "renewBefore": "59m50s"}
+    spec = {**SPEC, "duration": "1h", "renewBefore": "58m"}
     secret = issued(spec)
     d = decide(observe(secret, spec))
     assert isinstance(d, UpToDate)
-    assert d.renewal_time == d.not_after - dt.timedelta(minutes=59, seconds=50)
+    assert d.renewal_time == d.not_after - dt.timedelta(minutes=58) == NOW + dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("window", [{"renewBefore": "59m50s"}, {"renewBeforePercentage": 99}])
+def test_a_window_within_the_backdate_does_not_reissue_in_a_loop(window):
+    """notBefore is a minute in the past, so renewBefore 59m50s of a 1h certificate would fall before
+    its issue: the renewal comes ten seconds after issue instead of at once, again and again."""
+    spec = {**SPEC, "duration": "1h", **window}
+    d = decide(observe(issued(spec), spec))
+    assert isinstance(d, UpToDate)
+    assert d.renewal_time == NOW + dt.timedelta(seconds=10)
+    assert reason(decide(observe(issued(spec), spec, at=d.renewal_time))) == "Renewing"
 
 
 def test_secret_of_another_certificate_is_never_taken_over():
@@ -169,3 +180,95 @@ def test_key_is_reused_only_with_rotation_policy_never():
     assert again.key_pem == old.data[TLS_KEY]
     fresh = issue_certificate(parse_certificate_spec(SPEC), SELF_SIGNED, old, NOW)
     assert fresh.key_pem != old.data[TLS_KEY]
+
+
+# --- upgrades: what changed in how certificates are built must not re-issue them all at once ---------
+
+
+def legacy(spec: dict, at: dt.datetime = NOW, **template_changes) -> SecretState:
+    """A Secret as an earlier certmint wrote it: the same spec, with the template changed as it built it then."""
+    parsed = parse_certificate_spec(spec)
+    old = dataclasses.replace(parsed, template=dataclasses.replace(parsed.template, **template_changes))
+    return issued_secret(parsed.secret_name, "web", parsed, issue_certificate(old, SELF_SIGNED, None, at), 1, None, None)
+
+
+def lifetime_of(secret: SecretState) -> dt.timedelta:
+    d = decide(observe(secret))
+    assert isinstance(d, UpToDate), d
+    return d.not_after - d.not_before
+
+
+def test_a_new_certificate_lives_exactly_its_duration():
+    assert lifetime_of(issued()) == dt.timedelta(hours=24)
+
+
+def test_a_certificate_from_before_the_exact_lifetime_is_kept_until_its_renewal():
+    """Earlier releases made certificates a minute longer than asked: accepted as they are, renewed on schedule."""
+    old = legacy(SPEC, duration=dt.timedelta(hours=24, minutes=1))
+    assert lifetime_of(old) == dt.timedelta(hours=24, minutes=1)
+    d = decide(observe(old))
+    assert d.renewal_time == d.not_after - (d.not_after - d.not_before) / 3
+
+
+@pytest.mark.parametrize("off_by", [dt.timedelta(seconds=1), dt.timedelta(seconds=-1), dt.timedelta(seconds=59),
+                                    dt.timedelta(seconds=61), dt.timedelta(minutes=2)])
+def test_any_other_lifetime_is_a_changed_request(off_by):
+    d = decide(observe(legacy(SPEC, duration=dt.timedelta(hours=24) + off_by)))
+    assert reason(d) == "RequestChanged" and "duration differs" in d.message
+
+
+def test_a_certificate_clamped_to_its_ca_is_not_a_changed_request():
+    ca_spec = {"secretName": "ca", "commonName": "CA", "isCA": True, "duration": "30h",
+               "privateKey": {"algorithm": "ECDSA"}, "issuerRef": {"name": "selfsigned"}}
+    ca = issue_certificate(parse_certificate_spec(ca_spec), SELF_SIGNED, None, NOW)
+    issuer = issuer_state(parse_issuer_spec({"ca": {"secretName": "ca"}}),
+                          SecretState("ca", {TLS_CERT: ca.tls_crt, TLS_KEY: ca.key_pem, "ca.crt": ca.ca_crt}), NOW)
+    spec = {**SPEC, "duration": "48h"}
+    parsed = parse_certificate_spec(spec)
+    material = issue_certificate(parsed, issuer, None, NOW + dt.timedelta(hours=1))
+    assert material.clamped
+    assert material.certificate.not_valid_after_utc == ca.certificate.not_valid_after_utc
+    secret = issued_secret("web-tls", "web", parsed, material, 1, None, None)
+    d = decide(observe(secret, spec, at=NOW + dt.timedelta(hours=2), issuer=issuer))
+    assert isinstance(d, UpToDate)
+    lifetime = d.not_after - d.not_before
+    assert lifetime == dt.timedelta(hours=29)  # the CA's 30h from NOW, less this certificate's later start
+    assert d.renewal_time == d.not_after - lifetime / 3
+
+
+@pytest.mark.parametrize("is_ca", [False, True])
+@pytest.mark.parametrize("algorithm", ["ECDSA", "Ed25519"])
+def test_an_old_default_usage_set_is_kept_until_renewal(algorithm, is_ca):
+    """Default usages once included key encipherment for every key; ECDSA and Ed25519 certificates made
+    that way are not re-issued for it (they get digital signature alone at their next renewal)."""
+    spec = {**SPEC, "privateKey": {"algorithm": algorithm}, "isCA": is_ca}
+    old_usages = ("digital signature", "key encipherment", *(("cert sign",) if is_ca else ()))
+    old = legacy(spec, usages=old_usages)
+    assert isinstance(decide(observe(old, spec)), UpToDate)
+    renewed = issue_certificate(parse_certificate_spec(spec), SELF_SIGNED, old, NOW)
+    assert describe(renewed.certificate).usages == tuple(sorted({"digital signature", *(("cert sign",) if is_ca else ())}))
+
+
+def test_explicit_usages_are_still_compared_exactly():
+    spec = {**SPEC, "usages": ["digital signature"]}
+    old = legacy(spec, usages=("digital signature", "key encipherment"))
+    d = decide(observe(old, spec))
+    assert reason(d) == "RequestChanged" and "usages differ" in d.message
+
+
+def test_an_old_secret_without_subject_annotations_is_updated_not_reissued():
+    """The subject-* annotations are new: a Secret without them is brought up to date by a metadata
+    write (as cert-manager's post-issuance checks do), and the certificate is kept."""
+    spec = {**SPEC, "subject": {"organizations": ["Example"], "countries": ["DE"], "serialNumber": "42"}}
+    current = issued(spec)
+    old = dataclasses.replace(current, annotations={k: v for k, v in current.annotations.items()
+                                                    if "/subject-" not in k})
+    assert isinstance(decide(observe(old, spec)), UpToDate)
+    parsed = parse_certificate_spec(spec)
+    wanted = maintained_secret(old, "web", parsed, None)
+    assert secret_differs(old, wanted)
+    assert wanted.data == old.data
+    assert {k: v for k, v in wanted.annotations.items() if "/subject-" in k} == {
+        "certmint.io/subject-organizations": "Example", "certmint.io/subject-countries": "DE",
+        "certmint.io/subject-serialnumber": "42"}
+    assert not secret_differs(current, maintained_secret(current, "web", parsed, None))

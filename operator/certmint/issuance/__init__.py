@@ -21,7 +21,6 @@ from certmint.pki import (
     combined_pem,
     describe,
     encode_private_key,
-    encode_private_key_der,
     generate_key,
     issue,
     key_matches_spec,
@@ -29,7 +28,9 @@ from certmint.pki import (
     parse_certificates,
     pkcs12_keystore,
     pkcs12_truststore,
+    private_key_der,
 )
+from certmint.pki.keys import PrivateKey
 from certmint.pki.types import IssuedCertificate
 from certmint.policy.types import (
     ALT_NAMES,
@@ -43,6 +44,7 @@ from certmint.policy.types import (
     ISSUER_NAME,
     RENEW_HANDLED,
     REVISION,
+    SUBJECT_ANNOTATIONS,
     TLS_CERT,
     TLS_KEY,
     IssuerState,
@@ -87,7 +89,9 @@ def issue_certificate(spec: CertificateSpec, issuer: IssuerState, previous: Secr
             raise IssuanceError("NameConstraintsViolation", "; ".join(violations))
     key = _reusable_key(spec, previous) or generate_key(spec.template.key)
     try:
-        result = issue(spec.template, key, signer, now, backdate=BACKDATE)
+        # A CA issuer's CRL and AIA URLs travel with its signer; a self-signed issuer's with its state.
+        result = issue(spec.template, key, signer, now, backdate=BACKDATE,
+                       options=signer.options if signer is not None else issuer.options)
     except PKIError as e:
         raise IssuanceError("SigningFailed", str(e)) from None
     tls_crt, ca_crt = bundle(result.certificate, signer)
@@ -95,7 +99,7 @@ def issue_certificate(spec: CertificateSpec, issuer: IssuerState, previous: Secr
                   result.certificate, result.clamped)
 
 
-def _reusable_key(spec: CertificateSpec, previous: SecretState | None):
+def _reusable_key(spec: CertificateSpec, previous: SecretState | None) -> PrivateKey | None:
     if spec.rotation_policy != "Never" or previous is None or not previous.data.get(TLS_KEY):
         return None
     try:
@@ -110,20 +114,41 @@ def secret_labels(certificate_name: str, spec: CertificateSpec) -> dict[str, str
 
 
 def secret_annotations(certificate_name: str, spec: CertificateSpec, issued: IssuedCertificate) -> dict[str, str]:
-    """cert-manager's Secret annotations, under certmint.io/, describing what the certificate holds."""
+    """cert-manager's Secret annotations, under certmint.io/, describing what the certificate holds.
+
+    As cert-manager writes them: common-name and the DNS, IP and URI SAN lists always (empty
+    when there are none); email-sans and each subject-* annotation only when the certificate
+    has that field. Lists are joined as one CSV record, quoting values with commas or quotes.
+    """
     ref = spec.issuer_ref
-    return {
+    annotations = {
         **spec.secret_annotations,
         CERTIFICATE_NAME: certificate_name,
         ISSUER_NAME: ref.name,
         ISSUER_KIND: ref.kind,
         ISSUER_GROUP: ref.group,
         COMMON_NAME: issued.subject.common_name or "",
-        ALT_NAMES: ",".join(issued.dns_names),
-        IP_SANS: ",".join(issued.ip_addresses),
-        URI_SANS: ",".join(issued.uris),
-        EMAIL_SANS: ",".join(issued.email_addresses),
+        ALT_NAMES: join_csv(issued.dns_names),
+        IP_SANS: join_csv(issued.ip_addresses),
+        URI_SANS: join_csv(issued.uris),
     }
+    if issued.email_addresses:
+        annotations[EMAIL_SANS] = join_csv(issued.email_addresses)
+    for attribute, annotation in SUBJECT_ANNOTATIONS.items():
+        value: str | tuple[str, ...] | None = getattr(issued.subject, attribute)
+        if value:
+            annotations[annotation] = value if isinstance(value, str) else join_csv(value)
+    return annotations
+
+
+def join_csv(values: tuple[str, ...]) -> str:
+    """values as one CSV record without a line end, as Go's encoding/csv writes it for cert-manager."""
+    return ",".join(_csv_field(value) for value in values)
+
+
+def _csv_field(value: str) -> str:
+    needs_quotes = value == "\\." or any(c in value for c in ',"\r\n') or (value[:1].isspace())
+    return '"' + value.replace('"', '""') + '"' if needs_quotes else value
 
 
 def extra_outputs(spec: CertificateSpec, key_pem: bytes, tls_crt: bytes, ca_crt: bytes,
@@ -131,13 +156,12 @@ def extra_outputs(spec: CertificateSpec, key_pem: bytes, tls_crt: bytes, ca_crt:
     """additionalOutputFormats and keystores, derived from the key and certificates."""
     out: dict[str, bytes] = {}
     formats = set(spec.additional_output_formats)
-    if "DER" in formats or (spec.pkcs12 and spec.pkcs12.create):
-        key = load_private_key(key_pem)
     if "DER" in formats:
-        out[KEY_DER] = encode_private_key_der(key)
+        out[KEY_DER] = private_key_der(key_pem)  # tls.key's own encoding: PKCS#1, SEC1 or PKCS#8
     if "CombinedPEM" in formats:
         out[COMBINED_PEM] = combined_pem(key_pem, tls_crt)
     if spec.pkcs12 and spec.pkcs12.create and pkcs12_password is not None:
+        key = load_private_key(key_pem)
         chain = parse_certificates(tls_crt)
         ca = parse_certificates(ca_crt)[0] if ca_crt else None
         out[KEYSTORE_P12] = pkcs12_keystore(key, chain[0], tuple(chain[1:]), ca, pkcs12_password, spec.pkcs12.profile)

@@ -5,10 +5,11 @@ returns an IssuerState; a CA issuer carries the CASigner the issuance uses.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from certmint.model.issuer import IssuerSpec
-from certmint.pki import CAError, load_ca
+from certmint.pki import CAError, SigningOptions, load_ca
 from certmint.policy.types import CA_CERT, TLS_CERT, TLS_KEY, IssuerState, SecretState
 
 SELF_SIGNED = "SelfSigned"
@@ -18,8 +19,19 @@ CA = "CA"
 def issuer_state(spec: IssuerSpec, ca_secret: SecretState | None, now: dt.datetime,
                  secret_namespace: str | None = None) -> IssuerState:
     if spec.kind == SELF_SIGNED:
-        return IssuerState(True, "IsReady", "Self-signed issuer is ready")
+        return IssuerState(True, "IsReady", "Self-signed issuer is ready",
+                           options=signing_options(spec))
     return _ca_state(spec, ca_secret, now, secret_namespace)
+
+
+def signing_options(spec: IssuerSpec) -> SigningOptions:
+    """The CRL Distribution Points and Authority Information Access every certificate of this issuer carries.
+
+    A self-signed certificate is its own issuer, so only CRL distribution points apply to it.
+    """
+    if spec.kind == SELF_SIGNED:
+        return SigningOptions(crl_distribution_points=spec.crl_distribution_points)
+    return SigningOptions(spec.crl_distribution_points, spec.ocsp_servers, spec.issuing_certificate_urls)
 
 
 def _ca_state(spec: IssuerSpec, secret: SecretState | None, now: dt.datetime,
@@ -35,7 +47,8 @@ def _ca_state(spec: IssuerSpec, secret: SecretState | None, now: dt.datetime,
         signer = load_ca(cert, key, secret.data.get(CA_CERT), now)
     except CAError as e:
         return IssuerState(False, e.reason, f"CA Secret {where}: {e.message}")
-    return IssuerState(True, "KeyPairVerified", "Signing CA verified", signer)
+    return IssuerState(True, "KeyPairVerified", "Signing CA verified",
+                       dataclasses.replace(signer, options=signing_options(spec)))
 
 
 def valid_until(state: IssuerState) -> dt.datetime | None:

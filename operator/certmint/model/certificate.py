@@ -3,8 +3,9 @@
 `parse_certificate_spec` reads `.spec` exactly as the user wrote it (the CRD stores no
 defaults) and applies cert-manager's defaults here, in one place:
 
-- duration 2160h; usages "digital signature" and "key encipherment" ("cert sign" is
-  added when isCA is true);
+- duration 2160h; usages "digital signature" and "key encipherment" for an RSA key, and
+  "digital signature" alone for ECDSA and Ed25519 keys, which cannot encipher (RFC 8813,
+  RFC 8410); "cert sign" is added when isCA is true;
 - private key RSA 2048 when no algorithm is given, ECDSA 256 when the size is absent,
   Ed25519 ignores any size (as cert-manager does) and is always PKCS8; encoding PKCS1;
   rotationPolicy Always;
@@ -39,6 +40,7 @@ from certmint.pki.types import (
     NameConstraints,
     Subject,
 )
+from certmint.pki.usages import RSA_DEFAULT_USAGES, default_usages
 
 __all__ = [
     "ADDITIONAL_OUTPUT_FORMATS",
@@ -71,6 +73,9 @@ ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 DEFAULT_DURATION = dt.timedelta(hours=2160)
 MINIMUM_DURATION = dt.timedelta(hours=1)
 MINIMUM_RENEW_BEFORE = dt.timedelta(minutes=5)
+#: A certificate is in use at least ten seconds before it is renewed: issuance backdates
+#: notBefore by one minute, so this is a minute and ten seconds after notBefore.
+EARLIEST_RENEWAL = dt.timedelta(minutes=1, seconds=10)
 MAX_COMMON_NAME_LENGTH = 64
 
 #: cert-manager's usage names. "signing" and "s/mime" are its aliases of
@@ -101,7 +106,8 @@ KEY_USAGES = (
     "netscape sgc",
 )
 USAGE_ALIASES = {"signing": "digital signature", "s/mime": "email protection"}
-DEFAULT_USAGES = ("digital signature", "key encipherment")
+#: The default for an RSA key; ECDSA and Ed25519 keys get "digital signature" alone.
+DEFAULT_USAGES = RSA_DEFAULT_USAGES
 
 KEY_ALGORITHMS = (RSA, ECDSA, ED25519)
 KEY_ENCODINGS = (PKCS1, PKCS8)
@@ -173,6 +179,7 @@ class CertificateSpec:
     pkcs12: Pkcs12Keystore | None = None
     jks: JksKeystore | None = None
     revision_history_limit: int | None = None
+    usages_defaulted: bool = False  # the spec names no usages: template.usages are the key's defaults
 
     @property
     def duration(self) -> dt.timedelta:
@@ -233,9 +240,9 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
         raise SpecError(f"renewBeforePercentage must be between 1 and 99, got {renew_before_percentage}")
 
     is_ca = bool(get_bool(spec, "isCA", "isCA"))
-    usages = _parse_usages(spec, is_ca)
-    name_constraints = _parse_name_constraints(spec, is_ca)
     key, rotation_policy = _parse_private_key(spec)
+    usages = _parse_usages(spec, is_ca, key.algorithm)
+    name_constraints = _parse_name_constraints(spec, is_ca)
 
     secret_template = get_map(spec, "secretTemplate", "secretTemplate") or {}
     labels = get_str_map(secret_template, "labels", "secretTemplate.labels")
@@ -278,6 +285,7 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
         pkcs12=pkcs12,
         jks=jks,
         revision_history_limit=revision_history_limit,
+        usages_defaulted=not get_str_list(spec, "usages", "usages"),
     )
 
 
@@ -355,10 +363,16 @@ def _parse_duration_field(spec: Mapping[str, Any], key: str) -> dt.timedelta | N
         raise SpecError(f"{key}: {exc}") from None
 
 
-def _parse_usages(spec: Mapping[str, Any], is_ca: bool) -> tuple[str, ...]:
+def _parse_usages(spec: Mapping[str, Any], is_ca: bool, algorithm: str) -> tuple[str, ...]:
+    """The usages asked for, or the key's defaults.
+
+    The CRD's CEL rules reject key/data encipherment with an ECDSA or Ed25519 key at apply
+    time; this does not, on purpose: a Certificate stored before that rule existed keeps
+    renewing as it did, instead of failing at its next renewal.
+    """
     written = get_str_list(spec, "usages", "usages")
     usages: list[str] = []
-    for index, usage in enumerate(written or DEFAULT_USAGES):
+    for index, usage in enumerate(written or default_usages(algorithm)):
         if usage not in KEY_USAGES:
             raise SpecError(f'usages[{index}]: unknown usage "{usage}"; allowed: {", ".join(KEY_USAGES)}')
         usage = USAGE_ALIASES.get(usage, usage)
@@ -503,6 +517,11 @@ def renewal_time(not_before: dt.datetime, not_after: dt.datetime, spec: Certific
     - otherwise notAfter - renewBeforePercentage% of the real lifetime, when that is set;
     - otherwise 2/3 of the way through the lifetime (renewBefore = lifetime / 3).
 
+    It is never earlier than EARLIEST_RENEWAL after notBefore (ten seconds after issue):
+    notBefore is backdated a minute and notAfter is notBefore + duration, so a renewBefore
+    (or percentage) within a minute of the duration would otherwise make every new
+    certificate due at once and re-issue it in a loop.
+
     The result is truncated to a whole second, like the `renewalTime` stored in status,
     so a stored time and a recomputed one compare equal.
     """
@@ -515,5 +534,5 @@ def renewal_time(not_before: dt.datetime, not_after: dt.datetime, spec: Certific
         before = lifetime * percentage // 100  # floor, like Go's integer arithmetic
     else:
         before = lifetime // 3
-    moment = not_after - before
+    moment = max(not_after - before, not_before + EARLIEST_RENEWAL)
     return moment.replace(microsecond=0)

@@ -29,6 +29,7 @@ from certmint.pki.keys import (
     key_matches_spec,
     key_spec_of,
     load_private_key,
+    private_key_der,
     public_keys_equal,
     resolved_spec,
 )
@@ -45,6 +46,7 @@ from certmint.pki.types import (
     KeySpec,
     NameConstraints,
     PKIError,
+    SigningOptions,
     Subject,
 )
 from certmint.pki.usages import ALL_USAGES, normalise_usages
@@ -53,10 +55,10 @@ __all__ = [
     "ALL_USAGES", "ECDSA", "ED25519", "EXPIRED", "INVALID_KEY_PAIR", "LEGACY_DES", "LEGACY_RC2", "MODERN_2023",
     "NOT_A_CERTIFICATE_AUTHORITY", "NOT_YET_VALID", "PKCS1", "PKCS8", "RSA",
     "CAError", "CASigner", "CertificateTemplate", "IssueResult", "IssuedCertificate", "KeySpec",
-    "NameConstraints", "PKIError", "PrivateKey", "PublicKey", "Subject",
+    "NameConstraints", "PKIError", "PrivateKey", "PublicKey", "SigningOptions", "Subject",
     "bundle", "certificate_matches_key", "certificates_pem", "check_name_constraints", "combined_pem",
     "describe", "encode_private_key", "encode_private_key_der", "expected_encoding", "generate_key", "issue",
     "key_encoding_of", "key_matches_spec", "key_spec_of", "load_ca", "load_private_key", "normalise_ip",
-    "normalise_usages", "parse_certificates", "pkcs12_keystore", "pkcs12_truststore", "public_keys_equal",
+    "normalise_usages", "parse_certificates", "pkcs12_keystore", "private_key_der", "pkcs12_truststore", "public_keys_equal",
     "resolved_spec", "template_mismatches",
 ]

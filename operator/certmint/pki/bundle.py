@@ -38,9 +38,12 @@ def bundle(leaf: x509.Certificate, signer: CASigner | None) -> tuple[bytes, byte
 
 
 def combined_pem(key_pem: bytes, tls_crt_pem: bytes) -> bytes:
-    """cert-manager's additionalOutputFormats CombinedPEM: the private key, then tls.crt."""
-    separator = b"" if key_pem.endswith(b"\n") else b"\n"
-    return key_pem + separator + tls_crt_pem
+    """cert-manager's additionalOutputFormats CombinedPEM, byte for byte: tls.key, a newline, tls.crt.
+
+    The newline is added even after a key that ends with one (so a blank line separates them),
+    because that is what cert-manager writes and tools compare or hash the file.
+    """
+    return key_pem + b"\n" + tls_crt_pem
 
 
 def pkcs12_keystore(key: PrivateKey, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],

@@ -5,6 +5,8 @@ so the original exception (which may quote the input) is not chained.
 """
 from __future__ import annotations
 
+import base64
+import re
 from typing import cast
 
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +25,7 @@ DEFAULT_SIZES: dict[str, int | None] = {RSA: 2048, ECDSA: 256, ED25519: None}
 _PKCS1_HEADERS = (b"-----BEGIN RSA PRIVATE KEY-----", b"-----BEGIN EC PRIVATE KEY-----")
 _PKCS8_HEADER = b"-----BEGIN PRIVATE KEY-----"
 _INVALID_PEM = "tls.key is not a valid PEM private key"
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]*PRIVATE KEY)-----(.*?)-----END \1-----", re.DOTALL)
 
 
 def resolved_spec(spec: KeySpec) -> tuple[str, int | None]:
@@ -59,18 +62,34 @@ def generate_key(spec: KeySpec) -> PrivateKey:
 
 def encode_private_key(key: PrivateKey, encoding: str) -> bytes:
     """Unencrypted PEM: PKCS1 is OpenSSL's traditional RSA/EC form; Ed25519 is always PKCS8."""
+    return key.private_bytes(serialization.Encoding.PEM, _private_format(key, encoding), serialization.NoEncryption())
+
+
+def _private_format(key: PrivateKey, encoding: str) -> serialization.PrivateFormat:
     _check_encoding(encoding)
     if encoding == PKCS1 and not isinstance(key, ed25519.Ed25519PrivateKey):
-        private_format = serialization.PrivateFormat.TraditionalOpenSSL
-    else:
-        private_format = serialization.PrivateFormat.PKCS8
-    return key.private_bytes(serialization.Encoding.PEM, private_format, serialization.NoEncryption())
+        return serialization.PrivateFormat.TraditionalOpenSSL
+    return serialization.PrivateFormat.PKCS8
 
 
-def encode_private_key_der(key: PrivateKey) -> bytes:
-    """Unencrypted PKCS#8 DER, as cert-manager writes key.der for additionalOutputFormats DER."""
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+def encode_private_key_der(key: PrivateKey, encoding: str) -> bytes:
+    """Unencrypted DER in the form encode_private_key writes as PEM: PKCS1 gives PKCS#1 for RSA
+    and SEC1 for ECDSA, PKCS8 gives PKCS#8; Ed25519 is always PKCS#8."""
+    return key.private_bytes(serialization.Encoding.DER, _private_format(key, encoding), serialization.NoEncryption())
+
+
+def private_key_der(key_pem: bytes) -> bytes:
+    """The DER inside a PEM private key, in the same encoding (PKCS#1, SEC1 or PKCS#8).
+
+    cert-manager's key.der (additionalOutputFormats DER) is exactly this: the body of tls.key.
+    """
+    match = _PEM_BLOCK.search(key_pem)
+    if match is None:
+        raise PKIError(_INVALID_PEM)
+    try:
+        return base64.b64decode(b"".join(match.group(2).split()), validate=True)
+    except ValueError:
+        raise PKIError(_INVALID_PEM) from None
 
 
 def load_private_key(pem: bytes) -> PrivateKey:

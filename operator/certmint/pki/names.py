@@ -41,7 +41,8 @@ class SubjectField:
         return self.shaped(self.values(subject))
 
 
-# In the order the attributes appear in the DN, as cert-manager (Go's pkix.Name) writes them.
+# In the order the attributes appear in the DN, as cert-manager (Go's pkix.Name) writes them:
+# C, ST, L, street, postalCode, O, OU, CN, serialNumber, so DN strings compare equal across the two.
 SUBJECT_FIELDS: tuple[SubjectField, ...] = (
     SubjectField(NameOID.COUNTRY_NAME, "countries", "countries"),
     SubjectField(NameOID.STATE_OR_PROVINCE_NAME, "provinces", "provinces"),
@@ -50,8 +51,8 @@ SUBJECT_FIELDS: tuple[SubjectField, ...] = (
     SubjectField(NameOID.POSTAL_CODE, "postal_codes", "postalCodes"),
     SubjectField(NameOID.ORGANIZATION_NAME, "organizations", "organizations"),
     SubjectField(NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational_units", "organizationalUnits"),
-    SubjectField(NameOID.SERIAL_NUMBER, "serial_number", "serialNumber", single=True),
     SubjectField(NameOID.COMMON_NAME, "common_name", "commonName", single=True),
+    SubjectField(NameOID.SERIAL_NUMBER, "serial_number", "serialNumber", single=True),
 )
 
 

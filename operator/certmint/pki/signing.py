@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from certmint.pki.certificates import extension_value
 from certmint.pki.keys import PrivateKey, PublicKey, key_spec_of
 from certmint.pki.name_constraints import name_constraint_violations, name_constraints_extension
 from certmint.pki.names import AltNames, x509_name
-from certmint.pki.types import ED25519, RSA, CertificateTemplate, PKIError
+from certmint.pki.types import ED25519, RSA, CertificateTemplate, PKIError, SigningOptions
 from certmint.pki.usages import extended_key_usage_extension, key_usage_extension, normalise_usages
 
 SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
@@ -24,11 +25,13 @@ class CASigner:
     """A CA that can sign: its certificate and key, and the certificates above it.
 
     chain starts with the CA's issuer and ends at the root; it is empty when the CA is the root.
+    options are the CRL and AIA URLs its issuer publishes: every certificate it signs carries them.
     """
 
     certificate: x509.Certificate
     key: PrivateKey = field(repr=False)
     chain: tuple[x509.Certificate, ...] = ()
+    options: SigningOptions = field(default_factory=SigningOptions)
 
     @property
     def root(self) -> x509.Certificate:
@@ -48,13 +51,19 @@ class IssueResult:
 
 
 def issue(template: CertificateTemplate, private_key: PrivateKey, signer: CASigner | None,
-          now: dt.datetime, backdate: dt.timedelta = dt.timedelta(minutes=1)) -> IssueResult:
+          now: dt.datetime, backdate: dt.timedelta = dt.timedelta(minutes=1),
+          options: SigningOptions | None = None) -> IssueResult:
     """Sign a certificate for private_key's public key: by signer, or self-signed when signer is None.
 
-    notBefore is backdated to absorb clock skew; notAfter never outlives the signer's certificate.
+    notBefore is backdated to absorb clock skew, and notAfter is notBefore + duration to the
+    second, as cert-manager issues them, unless that would outlive the signer's certificate:
+    then notAfter is the signer's notAfter. options (by default the signer's own, none for a
+    self-signed certificate) add the CRL Distribution Points and Authority Information Access.
     """
     if now.tzinfo is None:
         raise PKIError("now must be timezone-aware")
+    if options is None:
+        options = signer.options if signer else SigningOptions()
     subject = x509_name(template.subject)
     alt_names = AltNames.of_template(template).extension()
     if not subject and alt_names is None:
@@ -70,7 +79,7 @@ def issue(template: CertificateTemplate, private_key: PrivateKey, signer: CASign
         .not_valid_before(not_before)
         .not_valid_after(not_after)
     )
-    for extension, critical in _extensions(template, private_key.public_key(), signer, subject, alt_names):
+    for extension, critical in _extensions(template, private_key.public_key(), signer, subject, alt_names, options):
         builder = builder.add_extension(extension, critical)
     return IssueResult(builder.sign(issuer_key, signature_hash(issuer_key)), clamped)
 
@@ -97,7 +106,10 @@ def signature_hash(issuer_key: PrivateKey) -> SignatureHash | None:
 
 def _validity(now: dt.datetime, backdate: dt.timedelta, duration: dt.timedelta,
               signer: CASigner | None) -> tuple[dt.datetime, dt.datetime, bool]:
-    not_before, not_after, clamped = now - backdate, now + duration, False
+    # X.509 times have whole seconds: truncating notBefore first makes the encoded lifetime
+    # exactly the duration (a duration with a fraction of a second loses the fraction).
+    not_before = (now - backdate).replace(microsecond=0)
+    not_after, clamped = not_before + whole_seconds(duration), False
     if signer is not None and not_after > signer.certificate.not_valid_after_utc:
         not_after, clamped = signer.certificate.not_valid_after_utc, True
     if not_after <= not_before:
@@ -105,8 +117,13 @@ def _validity(now: dt.datetime, backdate: dt.timedelta, duration: dt.timedelta,
     return not_before, not_after, clamped
 
 
+def whole_seconds(duration: dt.timedelta) -> dt.timedelta:
+    """duration without its fraction of a second: the lifetime a certificate can express."""
+    return dt.timedelta(seconds=int(duration.total_seconds()))
+
+
 def _extensions(template: CertificateTemplate, public_key: PublicKey, signer: CASigner | None,
-                subject: x509.Name, alt_names: x509.SubjectAlternativeName | None,
+                subject: x509.Name, alt_names: x509.SubjectAlternativeName | None, options: SigningOptions,
                 ) -> list[tuple[x509.ExtensionType, bool]]:
     """(extension, critical) pairs; the SAN is critical when it is the only identity (empty subject)."""
     usages = normalise_usages(template.usages, template.is_ca)
@@ -117,11 +134,36 @@ def _extensions(template: CertificateTemplate, public_key: PublicKey, signer: CA
         (alt_names, not subject),
         (x509.SubjectKeyIdentifier.from_public_key(public_key), False),
         (_authority_key_identifier(signer, public_key), False),
+        (crl_distribution_points_extension(options.crl_distribution_points), False),
+        (authority_information_access_extension(options.ocsp_servers, options.issuing_certificate_urls), False),
     ]
     if template.is_ca and template.name_constraints:
         constraints = template.name_constraints
         extensions.append((name_constraints_extension(constraints), constraints.critical))
     return [(extension, critical) for extension, critical in extensions if extension is not None]
+
+
+def crl_distribution_points_extension(urls: tuple[str, ...]) -> x509.CRLDistributionPoints | None:
+    """One distribution point per URL (each a full name), as Go's x509 writes cert-manager's; None without URLs."""
+    if not urls:
+        return None
+    return x509.CRLDistributionPoints([
+        x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(url)], relative_name=None,
+                               reasons=None, crl_issuer=None)
+        for url in urls
+    ])
+
+
+def authority_information_access_extension(ocsp_servers: tuple[str, ...], issuing_certificate_urls: tuple[str, ...],
+                                           ) -> x509.AuthorityInformationAccess | None:
+    """OCSP responders, then where the issuer's certificate is published (caIssuers); None without URLs."""
+    descriptions = [
+        *(x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url))
+          for url in ocsp_servers),
+        *(x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
+          for url in issuing_certificate_urls),
+    ]
+    return x509.AuthorityInformationAccess(descriptions) if descriptions else None
 
 
 def _authority_key_identifier(signer: CASigner | None, public_key: PublicKey) -> x509.AuthorityKeyIdentifier:

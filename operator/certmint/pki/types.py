@@ -54,6 +54,20 @@ class NameConstraints:
 
 
 @dataclass(frozen=True)
+class SigningOptions:
+    """What an issuer writes into every certificate it signs, whatever the request says.
+
+    crl_distribution_points become the CRL Distribution Points extension; ocsp_servers and
+    issuing_certificate_urls (where the issuer's own certificate can be fetched) become the
+    Authority Information Access extension. Each is a list of URLs.
+    """
+
+    crl_distribution_points: tuple[str, ...] = ()
+    ocsp_servers: tuple[str, ...] = ()
+    issuing_certificate_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CertificateTemplate:
     """Everything the requester decides about a certificate (the issuer decides the rest)."""
 

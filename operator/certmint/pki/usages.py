@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from certmint.pki.certificates import extension_value
-from certmint.pki.types import PKIError
+from certmint.pki.types import RSA, PKIError
 
 ALL_USAGES: tuple[str, ...] = (
     "signing", "digital signature", "content commitment", "key encipherment", "key agreement",
@@ -22,6 +22,19 @@ ALL_USAGES: tuple[str, ...] = (
 )
 
 _ALIASES = {"signing": "digital signature", "s/mime": "email protection"}
+
+# Key transport: only an RSA key can encrypt a key or data for its holder. RFC 8813 (ECDSA)
+# and RFC 8410 (Ed25519) forbid these bits for other keys, and linters reject them.
+RSA_ONLY_USAGES: tuple[str, ...] = ("key encipherment", "data encipherment")
+# cert-manager's default usages, which certmint writes for RSA keys and wrote for every key
+# before it made the default depend on the key type.
+RSA_DEFAULT_USAGES: tuple[str, ...] = ("digital signature", "key encipherment")
+SIGNATURE_DEFAULT_USAGES: tuple[str, ...] = ("digital signature",)
+
+
+def default_usages(algorithm: str) -> tuple[str, ...]:
+    """The usages of a certificate whose spec names none: key encipherment only for an RSA key."""
+    return RSA_DEFAULT_USAGES if algorithm == RSA else SIGNATURE_DEFAULT_USAGES
 
 # cert-manager name -> keyword argument of x509.KeyUsage
 _KEY_USAGES = {

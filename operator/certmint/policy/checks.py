@@ -6,6 +6,7 @@ issued again. The chain stops at the first violation, so the order is the priori
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +24,8 @@ from certmint.pki import (
     parse_certificates,
     template_mismatches,
 )
-from certmint.pki.types import ED25519, IssuedCertificate
+from certmint.pki.types import ED25519, CertificateTemplate, IssuedCertificate
+from certmint.pki.usages import RSA_DEFAULT_USAGES, normalise_usages
 from certmint.policy.types import (
     ISSUER_GROUP,
     ISSUER_KIND,
@@ -35,8 +37,14 @@ from certmint.policy.types import (
     Observed,
 )
 
-# A certificate's lifetime may differ from spec.duration by the clock-skew backdating.
-DURATION_TOLERANCE = dt.timedelta(minutes=1, seconds=5)
+# notAfter is notBefore + duration to the second, so an issued lifetime differs from
+# spec.duration only by the fraction of a second a certificate cannot express.
+DURATION_TOLERANCE = dt.timedelta(seconds=1)
+# Before that rule, notAfter was counted from the unbackdated issuance time, so certificates
+# issued then live one backdate (a minute) longer. They are accepted as they are and get the
+# exact lifetime at their next renewal: counting them as changed would re-issue every
+# certificate at once on upgrade.
+LEGACY_EXTRA_LIFETIME = dt.timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -101,14 +109,34 @@ def issuer_annotations_match(obs: Observed, c: Contents) -> Issue | None:
 
 
 def certificate_matches_spec(obs: Observed, c: Contents) -> Issue | None:
-    differences = template_mismatches(obs.spec.template, c.issued)
+    differences = template_mismatches(_template_for(obs, c), c.issued)
     lifetime = c.issued.not_after - c.issued.not_before
-    if abs(lifetime - obs.spec.template.duration) > DURATION_TOLERANCE and not _clamped_by_issuer(obs, c):
+    if not _lifetime_matches(lifetime, obs.spec.template.duration) and not _clamped_by_issuer(obs, c):
         differences.append(f"duration differs: certificate lives {lifetime}, spec wants {obs.spec.template.duration}")
     if differences:
         return Issue("RequestChanged", "Issuing certificate as the certificate no longer matches the spec: "
                      + "; ".join(differences))
     return None
+
+
+def _lifetime_matches(lifetime: dt.timedelta, duration: dt.timedelta) -> bool:
+    return any(abs(lifetime - wanted) < DURATION_TOLERANCE for wanted in (duration, duration + LEGACY_EXTRA_LIFETIME))
+
+
+def _template_for(obs: Observed, c: Contents) -> CertificateTemplate:
+    """The template the certificate is compared with.
+
+    A spec without usages once meant digital signature and key encipherment for every key;
+    now an ECDSA or Ed25519 key gets digital signature alone. A certificate issued with the
+    old default still matches such a spec (it gets the new default at its next renewal), so an
+    upgrade does not re-issue every ECDSA and Ed25519 certificate at once.
+    """
+    template = obs.spec.template
+    if obs.spec.usages_defaulted:
+        legacy = (*RSA_DEFAULT_USAGES, *(("cert sign",) if template.is_ca else ()))
+        if c.issued.usages == normalise_usages(legacy, template.is_ca):
+            return dataclasses.replace(template, usages=legacy)
+    return template
 
 
 def _clamped_by_issuer(obs: Observed, c: Contents) -> bool:

@@ -7,6 +7,7 @@ from typing import Mapping
 
 from certmint.model.certificate import CertificateSpec
 from certmint.pki.signing import CASigner
+from certmint.pki.types import SigningOptions
 
 # Secret keys, labels and annotations certmint writes. The label lets the operator
 # watch only its own Secrets with a server-side selector.
@@ -22,7 +23,19 @@ COMMON_NAME = f"{DOMAIN}/common-name"
 ALT_NAMES = f"{DOMAIN}/alt-names"
 IP_SANS = f"{DOMAIN}/ip-sans"
 URI_SANS = f"{DOMAIN}/uri-sans"
-EMAIL_SANS = f"{DOMAIN}/email-sans"
+EMAIL_SANS = f"{DOMAIN}/email-sans"  # only when the certificate has email SANs, as cert-manager does
+# The certificate's subject, one annotation per field it has (none for a field it lacks),
+# keyed by the Subject attribute they describe. Names as cert-manager v1.21's.
+SUBJECT_ANNOTATIONS = {
+    "organizations": f"{DOMAIN}/subject-organizations",
+    "organizational_units": f"{DOMAIN}/subject-organizationalunits",
+    "countries": f"{DOMAIN}/subject-countries",
+    "provinces": f"{DOMAIN}/subject-provinces",
+    "localities": f"{DOMAIN}/subject-localities",
+    "street_addresses": f"{DOMAIN}/subject-streetaddresses",
+    "postal_codes": f"{DOMAIN}/subject-postalcodes",
+    "serial_number": f"{DOMAIN}/subject-serialnumber",
+}
 REVISION = f"{DOMAIN}/revision"
 # On the Certificate: any new value asks for one issuance; the Secret records the value handled.
 RENEW = f"{DOMAIN}/renew"
@@ -42,13 +55,18 @@ class SecretState:
 
 @dataclass(frozen=True)
 class IssuerState:
-    """Whether an issuer can sign now; signer is None for a self-signed issuer."""
+    """Whether an issuer can sign now; signer is None for a self-signed issuer.
+
+    options are what a self-signed issuer writes into its certificates (CRL distribution
+    points); a CA issuer's CRL and AIA URLs are its signer's options.
+    """
 
     ready: bool
     reason: str
     message: str
     signer: CASigner | None = None
     ready_since: dt.datetime | None = None  # when it last became Ready
+    options: SigningOptions = field(default_factory=SigningOptions)
 
 
 @dataclass(frozen=True)
