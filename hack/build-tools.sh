@@ -3,7 +3,10 @@
 # module proxy and links them into .cache/bin. Each build is cached outside the clone,
 # keyed by version, so a second run or a fresh clone on the same machine reuses it.
 #
-# usage: hack/build-tools.sh [etcd] [k8s] [helm]     (default: all)
+# usage: hack/build-tools.sh [etcd] [k8s] [helm] [step]     (default: all)
+#
+# `step` builds smallstep's step-ca and step CLI, which the step issuer's tests run as a real
+# external CA.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,5 +63,30 @@ build_helm() {
 	build "$cache/helm-$v" helm "$flags" helm=helm.sh/helm/v3/cmd/helm
 }
 
-targets=${*:-etcd k8s helm}
+# step-ca and the step CLI are commands too. Both are pinned to the same release so the CLI
+# speaks exactly the CA's API. CGO_ENABLED=0 leaves out the PKCS#11/YubiKey backends (they
+# need C libraries) and gives static binaries; a file-based CA needs neither.
+step_version=v0.30.2
+
+# go_install NAME PACKAGE VERSION: `go install` one pinned command into the cache, once
+go_install() {
+	local name=$1 pkg=$2 version=$3
+	local dir="$cache/$name-$version"
+	if [ ! -x "$dir/$name" ]; then
+		echo "build-tools: building $name $version into $dir (first time only; this takes minutes)" >&2
+		local started=$SECONDS
+		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+		CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w -X main.Version=$version" "$pkg@$version"
+		rm -rf "$dir" && mv "$dir.tmp" "$dir"
+		echo "build-tools: built $name in $((SECONDS - started)) s" >&2
+	fi
+	ln -sfn "$dir/$name" "$bin/$name"
+}
+
+build_step() {
+	go_install step-ca github.com/smallstep/certificates/cmd/step-ca "$step_version"
+	go_install step github.com/smallstep/cli/cmd/step "$step_version"
+}
+
+targets=${*:-etcd k8s helm step}
 for t in $targets; do "build_$t"; done
