@@ -1,16 +1,18 @@
 """A typed view of an Issuer's or ClusterIssuer's spec (both have the same spec).
 
 The spec holds exactly one of `selfSigned` {crlDistributionPoints} or
-`ca` {secretName, crlDistributionPoints, ocspServers, issuingCertificateURLs}.
+`ca` {secretName, crlDistributionPoints, ocspServers, issuingCertificateURLs, crl {validity}}.
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from certmint.model._fields import get_map, get_str, get_str_list
+from certmint.model.duration import parse_duration
 from certmint.model.errors import SpecError
 
 __all__ = ["CA", "SELF_SIGNED", "IssuerSpec", "SpecError", "parse_issuer_spec"]
@@ -34,6 +36,9 @@ class IssuerSpec:
     crl_distribution_points: tuple[str, ...] = ()
     ocsp_servers: tuple[str, ...] = ()
     issuing_certificate_urls: tuple[str, ...] = ()
+    # How long each CRL is valid (nextUpdate - thisUpdate) when the CA issuer publishes
+    # one (`ca.crl` present); None when it does not.
+    crl_validity: dt.timedelta | None = None
 
 
 def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
@@ -64,5 +69,28 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
             crl_distribution_points=get_str_list(ca, "crlDistributionPoints", "ca.crlDistributionPoints"),
             ocsp_servers=get_str_list(ca, "ocspServers", "ca.ocspServers"),
             issuing_certificate_urls=get_str_list(ca, "issuingCertificateURLs", "ca.issuingCertificateURLs"),
+            crl_validity=_parse_crl_validity(ca),
         )
     raise SpecError("exactly one of selfSigned or ca must be set")
+
+
+#: `ca.crl.validity` when `ca.crl` is present without it, and the least it may be: the CRL
+#: is re-signed at least 2h before its nextUpdate and alerted on 1h before.
+DEFAULT_CRL_VALIDITY = dt.timedelta(hours=24)
+MINIMUM_CRL_VALIDITY = dt.timedelta(hours=3)
+
+
+def _parse_crl_validity(ca: Mapping[str, Any]) -> dt.timedelta | None:
+    crl = get_map(ca, "crl", "ca.crl")
+    if crl is None:
+        return None
+    text = get_str(crl, "validity", "ca.crl.validity")
+    if text is None:
+        return DEFAULT_CRL_VALIDITY
+    try:
+        validity = parse_duration(text)
+    except ValueError as e:
+        raise SpecError(f"ca.crl.validity: {e}") from None
+    if validity < MINIMUM_CRL_VALIDITY:
+        raise SpecError(f"ca.crl.validity must be at least 3h, got {text}")
+    return validity
