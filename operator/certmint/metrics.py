@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import UnknownMetricFamily
@@ -46,6 +46,34 @@ class Metrics:
                                    ("kind", "namespace", "name"), registry=r)
         self.api_requests = Counter("certmint_api_requests", "Kubernetes API requests by verb.", ("verb",),
                                     registry=r)
+        # The work queue, under client-go's names (label name="certmint"), so the dashboards
+        # and alerts written for Go controllers show a stuck or backed-up certmint too.
+        q = (QUEUE_NAME,)
+        self.queue_adds = Counter("workqueue_adds", "Keys added to the work queue.", ("name",),
+                                  registry=r).labels(*q)
+        self.queue_retries = Counter("workqueue_retries", "Keys re-added after a failed reconcile.", ("name",),
+                                     registry=r).labels(*q)
+        self.queue_latency = Histogram("workqueue_queue_duration_seconds",
+                                       "How long a key waited in the queue before a worker took it.", ("name",),
+                                       registry=r, buckets=QUEUE_BUCKETS).labels(*q)
+        self.work_duration = Histogram("workqueue_work_duration_seconds", "How long one reconcile took.",
+                                       ("name",), registry=r, buckets=QUEUE_BUCKETS).labels(*q)
+        self.queue_depth = Gauge("workqueue_depth", "Keys waiting for a worker.", ("name",), registry=r).labels(*q)
+        self.queue_unfinished = Gauge("workqueue_unfinished_work_seconds",
+                                      "Seconds of work in progress that has not finished (summed over workers).",
+                                      ("name",), registry=r).labels(*q)
+        self.queue_longest = Gauge("workqueue_longest_running_processor_seconds",
+                                   "How long the longest-running reconcile has been running.", ("name",),
+                                   registry=r).labels(*q)
+
+    def queue_observer(self) -> "QueueMetrics":
+        return QueueMetrics(self)
+
+    def watch_queue(self, stats: Callable[[], Any]) -> None:
+        """Depth and work in progress are read from the queue at scrape time."""
+        self.queue_depth.set_function(lambda: stats().depth)
+        self.queue_unfinished.set_function(lambda: stats().unfinished_seconds)
+        self.queue_longest.set_function(lambda: stats().longest_running_seconds)
 
     def set_certificate(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
                         not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
@@ -84,6 +112,29 @@ class Metrics:
             else:
                 _remove(self.issuer_ready, (name, namespace, condition))
         _remove(self.ca_expiration, (kind, namespace, name))
+
+
+QUEUE_NAME = "certmint"
+QUEUE_BUCKETS = (.0001, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60)
+
+
+class QueueMetrics:
+    """The work queue's observer (see controller.queue.QueueObserver)."""
+
+    def __init__(self, metrics: Metrics):
+        self.m = metrics
+
+    def added(self) -> None:
+        self.m.queue_adds.inc()
+
+    def started(self, waited_seconds: float) -> None:
+        self.m.queue_latency.observe(waited_seconds)
+
+    def finished(self, worked_seconds: float) -> None:
+        self.m.work_duration.observe(worked_seconds)
+
+    def retried(self) -> None:
+        self.m.queue_retries.inc()
 
 
 def _stamp(t: dt.datetime | None) -> float | None:

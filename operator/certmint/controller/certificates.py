@@ -1,11 +1,13 @@
 """Reconcile one Certificate: read state, decide, issue, write the Secret, report. Thin by design."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from certmint.controller import status as st
+from certmint.controller.context import CERTIFICATE, Context, ObjectKey, Result
+from certmint.controller.issuers import issuer_state_for
 from certmint.issuance import IssuanceError, issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.kube.api import ApiError
 from certmint.kube.resources import patch_status
@@ -22,36 +24,35 @@ from certmint.policy import (
 )
 from certmint.policy.types import CERTIFICATE_NAME, RENEW, SecretState
 
-if TYPE_CHECKING:
-    from certmint.controller.core import Controller, ObjectKey
-
 log = logging.getLogger(__name__)
 
 
 class Reconcile:
-    """One pass over one Certificate. Writes: at most one Secret apply and one status patch."""
+    """One pass over one Certificate. Writes: at most one Secret apply and one status patch.
+    Each outcome sets requeue_at: when this certificate needs looking at again."""
 
-    def __init__(self, controller: "Controller", key: "ObjectKey", obj: dict):
-        self.c = controller
+    def __init__(self, ctx: Context, key: ObjectKey, obj: dict):
+        self.c = ctx
         self.key = key
+        self.requeue_at: dt.datetime | None = None
         self.obj = obj
         _, self.namespace, self.name = key
         meta = obj.get("metadata", {})
         self.generation = meta.get("generation", 0)
         self.annotations = meta.get("annotations") or {}
         self.status = obj.get("status") or {}
-        self.now = controller.now()
+        self.now = ctx.now()
         self.spec: CertificateSpec | None = None  # set once the spec parses
         self.observed: Observed | None = None
 
-    def run(self) -> None:
+    def run(self) -> Result:
         try:
             spec = parse_certificate_spec(self.obj.get("spec") or {})
         except SpecError as e:
             self.report_not_ready("InvalidSpec", str(e))
-            return
+            return Result()
         self.spec = spec
-        issuer = self.c.issuer_state_for(self.namespace, spec.issuer_ref)
+        issuer = issuer_state_for(self.c, self.namespace, spec.issuer_ref)
         secret = self.c.secrets.get(self.namespace, spec.secret_name)
         observed = Observed(self.name, self.generation, spec, secret, issuer, self.now,
                             self.annotations.get(RENEW), st.failure_record(self.status))
@@ -66,6 +67,7 @@ class Reconcile:
                 self.wait(decision)
         except IssuanceError as e:
             self.fail(e.reason, e.message)
+        return Result(requeue_at=self.requeue_at)
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -77,19 +79,17 @@ class Reconcile:
                                           d.renewal_time, d.revision or self.status.get("revision")))
         self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
                                        d.not_before, d.not_after, d.renewal_time)
-        self.c.queue.add_at(self.key, d.renewal_time.timestamp())
+        self.requeue_at = d.renewal_time
 
     def issue(self, trigger: Issue, issuer: IssuerState, secret: SecretState | None) -> None:
         self.c.events.record(self.obj, "Normal", "Issuing", trigger.message, action=trigger.reason)
         started = time.monotonic()
         try:
-            if secret is None:
-                self.refuse_foreign_secret()
             issued = issue_certificate(self.spec, issuer, secret, self.now)
             revision = max(int(self.status.get("revision") or 0), secret_revision(secret) or 0) + 1
             new = issued_secret(self.spec.secret_name, self.name, self.spec, issued, revision,
                                 self.annotations.get(RENEW), self.pkcs12_password())
-            self.c.secrets.apply(self.namespace, new)
+            self.write_secret(new, ours=secret is not None)
         except ApiError as e:
             self.fail("SecretWriteFailed", f"cannot write Secret {self.spec.secret_name}: {e.message}")
             return
@@ -107,7 +107,7 @@ class Reconcile:
         self.c.events.record(self.obj, "Normal", "Issued", message)
         self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
                                        not_before, not_after, renewal)
-        self.c.queue.add_at(self.key, renewal.timestamp())
+        self.requeue_at = renewal
 
     def fail(self, reason: str, message: str) -> None:
         log.warning("issuing %s/%s failed: %s: %s", self.namespace, self.name, reason, message)
@@ -117,15 +117,12 @@ class Reconcile:
         self.write_status(wanted)
         self.c.events.record(self.obj, "Warning", "Failed", f"{reason}: {message}")
         self.set_not_ready_metrics()
-        retry_at = self.c.backoff.retry_at(st.failure_record(wanted))
-        if retry_at:
-            self.c.queue.add_at(self.key, retry_at.timestamp())
+        self.requeue_at = self.c.backoff.retry_at(st.failure_record(wanted))
 
     def wait(self, d: Wait) -> None:
         if d.reason != "Backoff":  # backing off: the failure is already reported
             self.report_not_ready(d.reason, d.message)
-        if d.retry_at:
-            self.c.queue.add_at(self.key, d.retry_at.timestamp())
+        self.requeue_at = d.retry_at
 
     def report_not_ready(self, reason: str, message: str) -> None:
         old = st.find_condition(self.status, st.READY) or {}
@@ -148,17 +145,28 @@ class Reconcile:
     def write_status(self, wanted: dict) -> bool:
         if wanted == self.status:
             return False
-        updated = patch_status(self.c.api, "Certificate", self.namespace, self.name, wanted)
-        self.c.remember_certificate(updated)
+        updated = self.c.remember(CERTIFICATE, patch_status(self.c.api, CERTIFICATE, self.namespace, self.name,
+                                                            wanted))
         self.status = updated.get("status") or wanted
         return True
 
-    def refuse_foreign_secret(self) -> None:
-        """Before creating the Secret, make sure no Secret of that name exists that is not ours."""
-        existing = self.c.secrets.read(self.namespace, self.spec.secret_name)
-        if existing is not None and existing.labels.get(CERTIFICATE_NAME) != self.name:
-            raise IssuanceError("SecretMismatch", f"Secret {self.spec.secret_name} already exists and is not "
-                                "managed by this Certificate: delete it or choose another secretName")
+    def write_secret(self, new: SecretState, ours: bool) -> None:
+        """One request. A Secret we do not hold yet is applied without force, so a Secret of that name
+        that someone else wrote makes the server answer 409 instead of being taken over; only then
+        is it read, to tell our own (say, from before its label was cached) from a foreign one."""
+        if ours:
+            self.c.secrets.apply(self.namespace, new)
+            return
+        try:
+            self.c.secrets.apply(self.namespace, new, force=False)
+        except ApiError as e:
+            if not e.conflict:
+                raise
+            existing = self.c.secrets.read(self.namespace, self.spec.secret_name)
+            if existing is not None and existing.labels.get(CERTIFICATE_NAME) != self.name:
+                raise IssuanceError("SecretMismatch", f"Secret {self.spec.secret_name} already exists and is not "
+                                    "managed by this Certificate: delete it or choose another secretName") from None
+            self.c.secrets.apply(self.namespace, new)
 
     def pkcs12_password(self) -> bytes | None:
         p12 = self.spec.pkcs12
@@ -181,11 +189,10 @@ class Reconcile:
         return ref.name, ref.kind, ref.group
 
 
-def reconcile_certificate(controller: "Controller", key: "ObjectKey") -> None:
-    obj = controller.certificates.get(key)
+def reconcile_certificate(ctx: Context, key: ObjectKey) -> Result:
+    obj = ctx.objects.get(key)
     if obj is None:
-        controller.metrics.forget_certificate(key[1], key[2])
-        controller.queue.forget(key)
-        return
-    Reconcile(controller, key, obj).run()
+        ctx.metrics.forget_certificate(key[1], key[2])
+        return Result(forget=True)
+    return Reconcile(ctx, key, obj).run()
 

@@ -1,9 +1,10 @@
-"""The controller: caches of our objects, a work queue, and the workers that reconcile.
+"""The controller: one store of what certmint watches, a work queue, and the workers that reconcile.
 
-Event sources (kopf's watches of our custom resources, the label-selected Secret watch,
-timers for renewals and back-off) only add keys to the queue. Workers take one key at
-a time and reconcile it level-based from the caches, so a missed or repeated event
-costs nothing but one more pass.
+Event sources (kopf's watches of Certificates, Issuers and ClusterIssuers, the
+label-selected Secret watch, timers for renewals and back-off) only change the store and
+queue the keys whose objects changed. Workers take one key at a time, reconcile it
+level-based from the store, and apply the Result it returns; so a missed or repeated
+event costs nothing but one more pass.
 """
 from __future__ import annotations
 
@@ -11,51 +12,39 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Callable
 
 from certmint.controller.certificates import reconcile_certificate
-from certmint.controller.issuers import compute_state, reconcile_issuer, secret_namespace
+from certmint.controller.context import (
+    CERTIFICATE,
+    ISSUER_KINDS,
+    Context,
+    ObjectKey,
+    Result,
+    index_by_reference,
+    object_key,
+    slim,
+)
+from certmint.controller.issuers import reconcile_issuer
 from certmint.controller.options import Options
-from certmint.controller.queue import WorkQueue
+from certmint.controller.queue import RateLimiter, WorkQueue
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.leader import LeaderElector
-from certmint.kube.reflector import Reflector
+from certmint.kube.reflector import list_into, version_number
 from certmint.kube.resources import INSTANCE, EventRecorder, resource_path
-from certmint.kube.secrets import SecretCache, interned
+from certmint.kube.secrets import SecretCache
+from certmint.kube.store import Store
 from certmint.metrics import Metrics
-from certmint.model import IssuerRef
-from certmint.policy import Backoff, IssuerState, SecretState
+from certmint.policy import Backoff, SecretState
 from certmint.policy.types import CERTIFICATE_NAME
 
 log = logging.getLogger(__name__)
 
-ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
-ISSUER_KINDS = ("Issuer", "ClusterIssuer")
-
-
-def object_key(obj: dict) -> ObjectKey:
-    meta = obj.get("metadata", {})
-    return obj.get("kind", ""), meta.get("namespace", "") or "", meta.get("name", "")
-
-
-
-KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "annotations")
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-def _slim(obj: dict) -> dict:
-    """A compact copy with only what the reconcilers read (tens of thousands are cached).
-
-    managedFields and kubectl's last-applied copy would double each object; the strings
-    that repeat across objects (keys, reasons, messages) are interned, so each is held once.
-    """
-    source = obj.get("metadata") or {}
-    meta = {k: source[k] for k in KEPT_METADATA if k in source}
-    if LAST_APPLIED in meta.get("annotations", {}):
-        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
-    return interned({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta,
-                     "spec": obj.get("spec") or {}, "status": obj.get("status") or {}})
+RESYNC = "Resync"  # queue key ("Resync", kind, namespace or ""): list one scope again, forget what is gone
+RELIST_SETTLE = 2.0  # seconds after a relist is noticed before the scope is listed again (debounce)
+PROBE_INTERVAL = 0.5  # seconds between /readyz probes while the API server is unavailable
 
 
 class Controller:
@@ -64,43 +53,36 @@ class Controller:
         self.api = api
         self.options = options
         self.metrics = metrics or Metrics()
-        self.now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
-        self.backoff = Backoff(options.backoff_initial, options.backoff_max)
-        self.queue = WorkQueue()
-        self.events = EventRecorder(api)
-        self.certificates: dict[ObjectKey, dict] = {}
-        self.issuers: dict[ObjectKey, dict] = {}
-        self.issuer_states: dict[ObjectKey, IssuerState] = {}
+        self.queue = WorkQueue(observer=self.metrics.queue_observer())
+        self.metrics.watch_queue(self.queue.stats)
+        self.limiter = RateLimiter(cap=options.retry_max)
+        self.objects: Store[dict] = Store(index=index_by_reference(options.cluster_resource_namespace))
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
-        # Certificates are watched here rather than through kopf: kopf keeps a memory record per
-        # object and runs its change-detection pipeline on every event, which costs kilobytes and
-        # CPU per certificate; the reflector keeps only the slim cached copy.
-        self.certificate_reflectors = [
-            Reflector(api, path, None, self._certificate_event, self._certificates_relisted, name=f"watch:{path}")
-            for path in ([resource_path("Certificate", ns) for ns in options.namespaces]
-                         or [resource_path("Certificate")])]
-        self._lock = threading.Lock()
+        self.ctx = Context(api, options, self.objects, self.secrets, EventRecorder(api), self.metrics,
+                           Backoff(options.backoff_initial, options.backoff_max),
+                           clock or (lambda: dt.datetime.now(dt.timezone.utc)))
         self._workers: list[threading.Thread] = []
-        self.started = threading.Event()  # caches filled: ready to serve, as leader or standby
+        self._listed_by_kopf: set[tuple[str, str]] = set()  # scopes whose first kopf listing was seen
+        self._lock = threading.Lock()
+        self._parked: set[ObjectKey] = set()  # keys that failed because the API server was unavailable
+        self._probing = False
+        self.started = threading.Event()  # store filled: ready to serve, as leader or standby
         self.leading = threading.Event()  # workers running
         self.elector: LeaderElector | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Fill the caches, then start the workers: no decision is taken on a partial view."""
+        """Fill the store, then start the workers: no decision is taken on a partial view."""
         self.secrets.start()
-        for reflector in self.certificate_reflectors:
-            reflector.start()
-        for reflector in self.secrets.reflectors + self.certificate_reflectors:
+        for reflector in self.secrets.reflectors:
             if not reflector.synced.wait(120):
                 raise RuntimeError(f"could not list {reflector.path} within 120 s")
-        for kind in ISSUER_KINDS:
-            for obj in self._list_issuers(kind):
-                obj.setdefault("kind", kind)
-                self.object_event("SYNC", obj)
+        for kind, namespace in self._scopes():
+            self._resync(kind, namespace)
         self.started.set()
-        log.info("caches filled: %d Secrets of ours, %d issuers", len(self.secrets), len(self.issuers))
+        log.info("store filled: %d Secrets of ours, %d Certificates and issuers",
+                 len(self.secrets), len(self.objects))
         if self.options.leader_election:
             self.elector = LeaderElector(
                 self.api, self.options.leader_election_namespace, self.options.leader_election_id,
@@ -109,7 +91,16 @@ class Controller:
         else:
             self._start_workers()
 
+    def _scopes(self) -> list[tuple[str, str]]:
+        """(kind, namespace or "") for each listing that together covers what we watch."""
+        namespaces = list(self.options.namespaces) or [""]
+        return [(kind, ns) for kind in (CERTIFICATE, "Issuer") for ns in namespaces] + [("ClusterIssuer", "")]
+
     def _start_workers(self) -> None:
+        for key in self.objects.keys():  # every object once: metrics and timers are rebuilt from it
+            self.queue.add(key)
+        for kind, namespace in self._scopes():
+            self.queue.add_after((RESYNC, kind, namespace), self.options.resync_period.total_seconds())
         for i in range(self.options.workers):
             t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
             t.start()
@@ -123,105 +114,139 @@ class Controller:
         logging.shutdown()
         os._exit(1)
 
-    def _list_issuers(self, kind: str) -> list[dict]:
-        if kind == "ClusterIssuer" or not self.options.namespaces:
-            return self.api.list(resource_path(kind))
-        return [o for ns in self.options.namespaces for o in self.api.list(resource_path(kind, ns))]
-
     def stop(self) -> None:
         """Finish the reconciles in flight, then hand over the lease: no two leaders write at once."""
-        for reflector in self.certificate_reflectors:
-            reflector.stop()
         self.queue.close()
         for t in self._workers:
             t.join(timeout=10)
-        self.events.flush()
+        self.ctx.events.flush()
         if self.elector:
             self.elector.stop()
         self.secrets.stop()
 
+    # --- the worker loop -------------------------------------------------------------------
+
     def _work(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
+        while (key := self.queue.get()) is not None:
             controller = key[0]
             try:
                 self.metrics.sync_calls.labels(controller).inc()
-                if controller == "Certificate":
-                    reconcile_certificate(self, key)
-                else:
-                    reconcile_issuer(self, key)
+                result = self._reconcile(key)
             except ApiError as e:
-                self.metrics.sync_errors.labels(controller).inc()
-                log.warning("reconciling %s failed: %s; retrying in %s", key, e, self.backoff.initial)
-                self.queue.add_at(key, (self.now() + self.backoff.initial).timestamp())
-            except Exception:
-                self.metrics.sync_errors.labels(controller).inc()
-                log.exception("reconciling %s crashed; retrying in %s", key, self.backoff.maximum)
-                self.queue.add_at(key, (self.now() + self.backoff.maximum).timestamp())
+                self._retry(key, e, f"reconciling {key} failed: {e}")
+            except Exception as e:  # a bug: retried like any failure, never a hot loop
+                log.exception("reconciling %s crashed", key)
+                self._retry(key, e, None)
+            else:
+                self.limiter.forget(key)
+                self._apply(key, result)
             finally:
                 self.queue.done(key)
+
+    def _reconcile(self, key: tuple) -> Result:
+        if key[0] == CERTIFICATE:
+            return reconcile_certificate(self.ctx, key)
+        if key[0] in ISSUER_KINDS:
+            return reconcile_issuer(self.ctx, key)
+        if key[0] == RESYNC:
+            self._resync(key[1], key[2])
+            return Result(requeue_at=self.ctx.now() + self.options.resync_period)
+        raise ValueError(f"unknown key {key!r}")
+
+    def _apply(self, key: ObjectKey, result: Result) -> None:
+        if result.forget:
+            self.queue.forget(key)
+        if result.requeue_at is not None:
+            self.queue.add_at(key, result.requeue_at.timestamp())
+        for woken in result.wake:
+            self.queue.add(woken)
+
+    def _retry(self, key: ObjectKey, error: Exception, message: str | None) -> None:
+        self.metrics.sync_errors.labels(key[0]).inc()
+        delay = self.limiter.when(key)
+        if isinstance(error, ApiError) and error.retry_after:
+            delay = max(delay, error.retry_after)
+        if message:
+            log.warning("%s; retrying in %.3f s", message, delay)
+        self.queue.observer.retried()
+        self.queue.add_after(key, delay)
+        if isinstance(error, ApiError) and error.unavailable:
+            self._park(key)
+
+    # --- recovery: retry at once when the API server is back ----------------------------------
+
+    def _park(self, key: ObjectKey) -> None:
+        """key failed because the API server was unavailable. Its own back-off keeps it from
+        hammering a server that is down; a single probe notices when the server is back, and
+        then every parked key is retried at once instead of at the end of its back-off."""
+        with self._lock:
+            self._parked.add(key)
+            if self._probing:
+                return
+            self._probing = True
+        threading.Thread(target=self._probe, name="api-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        while not self.api.ready():
+            time.sleep(PROBE_INTERVAL)
+        with self._lock:
+            parked, self._parked = self._parked, set()
+            self._probing = False
+        log.info("the API server answers again: retrying %d objects now", len(parked))
+        for key in parked:
+            self.queue.add(key)
 
     # --- events in -----------------------------------------------------------------------------
 
     def object_event(self, event_type: str | None, obj: dict) -> None:
-        """A watch event of a Certificate, Issuer or ClusterIssuer."""
-        obj = _slim(obj)
+        """A watch event of a Certificate, Issuer or ClusterIssuer (event_type None: from a listing)."""
+        obj = slim(obj)
         key = object_key(obj)
-        store = self.certificates if key[0] == "Certificate" else self.issuers
+        if event_type == "DELETED":
+            change = self.objects.delete(key, resource_version(obj))
+        else:
+            change = self.objects.upsert(key, resource_version(obj), obj)
+        if change is not None:
+            self.queue.add(key)
+        if event_type is None and self.started.is_set():
+            self._noticed_listing(key)
+
+    def _noticed_listing(self, key: ObjectKey) -> None:
+        """kopf lists a scope when it (re)starts a watch, and reports only the objects it finds, not
+        the ones that are gone. The first listing of a scope is the one the store was filled from;
+        after a later one, the scope is listed again here so what was deleted meanwhile is forgotten."""
+        scope = (key[0], key[1] if self.options.namespaces and key[0] != "ClusterIssuer" else "")
         with self._lock:
-            if event_type == "DELETED":
-                store.pop(key, None)
-            else:
-                current = store.get(key)
-                if current is not None and resource_version(current) > resource_version(obj):
-                    return  # older than what our own write returned
-                store[key] = obj
-        self.queue.add(key)
+            first = scope not in self._listed_by_kopf
+            self._listed_by_kopf.add(scope)
+        if not first:
+            self.queue.add_after((RESYNC, *scope), RELIST_SETTLE)
 
-    def _certificate_event(self, kind: str, obj: dict) -> None:
-        self.object_event(kind, {**obj, "kind": "Certificate"})
+    def _resync(self, kind: str, namespace: str) -> None:
+        """List one scope into the store; forget what it covered and did not return."""
+        seen: set[ObjectKey] = set()
 
-    def _certificates_relisted(self, seen: set[tuple[str, str]]) -> None:
-        """Certificates deleted while the watch was down: forget them."""
-        gone = [k for k in list(self.certificates) if (k[1], k[2]) not in seen]
-        for kind, namespace, name in gone:
-            self.object_event("DELETED", {"kind": kind, "metadata": {"namespace": namespace, "name": name}})
-
-    def remember_certificate(self, obj: dict) -> None:
-        obj = _slim({"kind": "Certificate", **obj})
-        with self._lock:
+        def listed(item: dict) -> None:
+            obj = slim({**item, "kind": kind})
             key = object_key(obj)
-            if key in self.certificates:
-                self.certificates[key] = obj
+            seen.add(key)
+            if self.objects.upsert(key, resource_version(obj), obj) is not None and self.started.is_set():
+                self.queue.add(key)
 
-    def _secret_changed(self, namespace: str, secret: SecretState) -> None:
+        _, version = list_into(self.api, resource_path(kind, namespace or None), None, listed)
+
+        def in_scope(key: tuple) -> bool:
+            return key[0] == kind and (not namespace or key[1] == namespace)
+
+        for change in self.objects.replace(in_scope, seen, version_number(version)):
+            log.info("%s %s/%s was deleted while not watched", kind, change.key[1], change.key[2])
+            self.queue.add(change.key)
+
+    def _secret_changed(self, namespace: str, secret: SecretState, own_write: bool) -> None:
+        """A Secret of ours, or a CA Secret, changed. Its Certificate is woken unless the change is
+        our own write (whose reconcile already knows what comes next); CA issuers always are."""
         owner = secret.labels.get(CERTIFICATE_NAME)
-        if owner:
-            self.queue.add(("Certificate", namespace, owner))
-        for key, obj in list(self.issuers.items()):  # few issuers: a scan is cheaper than an index
-            ca = (obj.get("spec") or {}).get("ca") or {}
-            if ca.get("secretName") == secret.name and secret_namespace(self, key) == namespace:
-                self.queue.add(key)
-
-    def wake_certificates_of(self, issuer: ObjectKey) -> None:
-        kind, namespace, name = issuer
-        for key, obj in list(self.certificates.items()):
-            ref = (obj.get("spec") or {}).get("issuerRef") or {}
-            if ref.get("name") == name and (ref.get("kind") or "Issuer") == kind \
-                    and (kind == "ClusterIssuer" or key[1] == namespace):
-                self.queue.add(key)
-
-    # --- reads for the reconcilers ---------------------------------------------------------
-
-    def issuer_state_for(self, namespace: str, ref: IssuerRef) -> IssuerState:
-        key: ObjectKey = (ref.kind, namespace if ref.kind == "Issuer" else "", ref.name)
-        state = self.issuer_states.get(key)
-        if state is not None:
-            return state
-        obj = self.issuers.get(key)
-        if obj is None:
-            where = f"{ref.kind} {ref.name}" + (f" in namespace {namespace}" if ref.kind == "Issuer" else "")
-            return IssuerState(False, "NotFound", f"{where} does not exist")
-        return compute_state(self, key, obj, self.now())
+        if owner and not own_write:
+            self.queue.add((CERTIFICATE, namespace, owner))
+        for key in self.ctx.issuers_using(namespace, secret.name):
+            self.queue.add(key)

@@ -3,41 +3,38 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
 
 from certmint.controller import status as st
+from certmint.controller.context import Context, ObjectKey, Result, issuer_key
 from certmint.issuers import issuer_state, valid_until
 from certmint.kube.api import ApiError
 from certmint.kube.resources import patch_status
-from certmint.model import SpecError, parse_issuer_spec
+from certmint.model import IssuerRef, SpecError, parse_issuer_spec
 from certmint.policy import IssuerState
-
-if TYPE_CHECKING:
-    from certmint.controller.core import Controller, ObjectKey
 
 log = logging.getLogger(__name__)
 
 
-def secret_namespace(controller: "Controller", key: "ObjectKey") -> str:
+def secret_namespace(ctx: Context, key: ObjectKey) -> str:
     kind, namespace, _ = key
-    return namespace if kind == "Issuer" else controller.options.cluster_resource_namespace
+    return namespace if kind == "Issuer" else ctx.options.cluster_resource_namespace
 
 
-def compute_state(controller: "Controller", key: "ObjectKey", obj: dict, now: dt.datetime) -> IssuerState:
+def compute_state(ctx: Context, key: ObjectKey, obj: dict, now: dt.datetime) -> IssuerState:
     try:
         spec = parse_issuer_spec(obj.get("spec") or {})
     except SpecError as e:
         return IssuerState(False, "InvalidSpec", str(e))
     secret = None
     if spec.ca_secret_name:
-        namespace = secret_namespace(controller, key)
-        secret = controller.secrets.get(namespace, spec.ca_secret_name)
+        namespace = secret_namespace(ctx, key)
+        secret = ctx.secrets.get(namespace, spec.ca_secret_name)
         if secret is None:
             try:
-                secret = controller.secrets.read(namespace, spec.ca_secret_name)
+                secret = ctx.secrets.read(namespace, spec.ca_secret_name)
             except ApiError as e:
                 return IssuerState(False, "ErrGetKeyPair", f"cannot read CA Secret: {e.message}")
-    state = issuer_state(spec, secret, now, secret_namespace(controller, key) if spec.ca_secret_name else None)
+    state = issuer_state(spec, secret, now, secret_namespace(ctx, key) if spec.ca_secret_name else None)
     ready = st.find_condition(obj.get("status") or {}, st.READY) or {}
     if state.ready:
         since = st.parse_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else now
@@ -45,34 +42,43 @@ def compute_state(controller: "Controller", key: "ObjectKey", obj: dict, now: dt
     return state
 
 
-def reconcile_issuer(controller: "Controller", key: "ObjectKey") -> None:
-    kind, namespace, name = key
-    obj = controller.issuers.get(key)
+def issuer_state_for(ctx: Context, namespace: str, ref: IssuerRef) -> IssuerState:
+    """The state of the issuer a Certificate in namespace references, as last reconciled (or computed
+    now, if its reconcile has not run yet)."""
+    key = issuer_key(ref.kind, namespace, ref.name)
+    state = ctx.issuer_states.get(key)
+    if state is not None:
+        return state
+    obj = ctx.objects.get(key)
     if obj is None:
-        controller.issuer_states.pop(key, None)
-        controller.metrics.forget_issuer(kind, namespace, name)
-        controller.wake_certificates_of(key)
-        return
-    now = controller.now()
-    state = compute_state(controller, key, obj, now)
-    previous = controller.issuer_states.get(key)
-    controller.issuer_states[key] = state
+        where = f"{ref.kind} {ref.name}" + (f" in namespace {namespace}" if ref.kind == "Issuer" else "")
+        return IssuerState(False, "NotFound", f"{where} does not exist")
+    return compute_state(ctx, key, obj, ctx.now())
+
+
+def reconcile_issuer(ctx: Context, key: ObjectKey) -> Result:
+    kind, namespace, name = key
+    obj = ctx.objects.get(key)
+    if obj is None:
+        ctx.issuer_states.pop(key)
+        ctx.metrics.forget_issuer(kind, namespace, name)
+        return Result(wake=ctx.certificates_of(key), forget=True)
+    now = ctx.now()
+    state = compute_state(ctx, key, obj, now)
+    previous = ctx.issuer_states.put(key, state)
 
     current = obj.get("status") or {}
     generation = obj.get("metadata", {}).get("generation", 0)
     wanted = st.issuer_status(current, generation, now, state.ready, state.reason, state.message)
     if wanted != current:
-        updated = patch_status(controller.api, kind, namespace or None, name, wanted)
-        controller.issuers[key] = updated
+        updated = ctx.remember(kind, patch_status(ctx.api, kind, namespace or None, name, wanted))
         old = st.find_condition(current, st.READY) or {}
         if old.get("reason") != state.reason:
-            controller.events.record(updated, "Normal" if state.ready else "Warning", state.reason, state.message)
-    ca_until = valid_until(state)
-    controller.metrics.set_issuer(kind, namespace, name, "True" if state.ready else "False", ca_until)
+            ctx.events.record(updated, "Normal" if state.ready else "Warning", state.reason, state.message)
+    ctx.metrics.set_issuer(kind, namespace, name, "True" if state.ready else "False", valid_until(state))
 
-    if previous is None or _signing_changed(previous, state):
-        controller.wake_certificates_of(key)
-    _schedule_recheck(controller, key, state, now)
+    wake = ctx.certificates_of(key) if previous is None or _signing_changed(previous, state) else ()
+    return Result(requeue_at=_recheck_at(ctx, key, obj, state, now), wake=wake)
 
 
 def _signing_changed(old: IssuerState, new: IssuerState) -> bool:
@@ -83,18 +89,16 @@ def _signing_changed(old: IssuerState, new: IssuerState) -> bool:
     return a != b
 
 
-def _schedule_recheck(controller: "Controller", key: "ObjectKey", state: IssuerState, now: dt.datetime) -> None:
+def _recheck_at(ctx: Context, key: ObjectKey, obj: dict, state: IssuerState, now: dt.datetime) -> dt.datetime | None:
     """CA issuers: re-check when the CA expires, and periodically if its Secret is not one we watch."""
-    obj = controller.issuers.get(key) or {}
     ca = (obj.get("spec") or {}).get("ca") or {}
     if not ca:
-        return
+        return None
     times = []
     until = valid_until(state)
     if until:
         times.append(until)
-    watched = controller.secrets.get(secret_namespace(controller, key), ca.get("secretName", "")) is not None
+    watched = ctx.secrets.get(secret_namespace(ctx, key), ca.get("secretName", "")) is not None
     if not watched:
-        times.append(now + controller.options.issuer_recheck)
-    if times:
-        controller.queue.add_at(key, min(times).timestamp())
+        times.append(now + ctx.options.issuer_recheck)
+    return min(times) if times else None

@@ -1,69 +1,81 @@
 """kopf wiring: the operator's life cycle (start-up, login, signals, clean shutdown) and the
-watches of Issuers and ClusterIssuers, which feed the controller; kopf writes nothing.
+watches of Certificates, Issuers and ClusterIssuers, which feed the controller's store.
 
-Only raw event handlers are registered, so kopf keeps no progress or diff-base
-annotations and adds no finalizers: the API writes are the controller's own.
-Certificates, which come by the thousand, are watched by the controller itself
-(see Controller.certificate_reflectors).
+Only raw event handlers are registered, so kopf writes nothing: no progress or diff-base
+annotations, no finalizers. The API writes are the controller's own, through one client
+that kopf's login reuses (see docs/architecture.md).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+from typing import Any
 
 import kopf
+import kubernetes
 
 from certmint.controller.core import Controller
 from certmint.controller.options import Options
 from certmint.kube.api import Api, load_configuration
-from certmint.kube.resources import GROUP, VERSION
+from certmint.kube.resources import GROUP, PLURALS, VERSION
 from certmint.metrics import serve
 
 log = logging.getLogger(__name__)
 
 
+def connection_info(config: kubernetes.client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the one configuration certmint loaded (from --kubeconfig, $KUBECONFIG,
+    ~/.kube/config or the service account), so both talk to the same cluster as the same user."""
+    if config.refresh_api_key_hook is not None:  # in-cluster: the projected token is re-read when it rotates
+        config.refresh_api_key_hook(config)
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(
+        server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
+        username=config.username or None, password=config.password or None, scheme=scheme, token=token,
+        certificate_path=config.cert_file, private_key_path=config.key_file)
+
+
 def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    configuration = controller.api.client.configuration
 
     @kopf.on.startup(registry=registry)
-    async def configure(settings: kopf.OperatorSettings, **_) -> None:
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # events are recorded by the controller, with our reasons
         settings.scanning.disabled = True  # no CRD/namespace discovery watches: fixed resources only
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        # kopf starts a short-lived task per object with events; with thousands listed at start,
+        # letting each go as soon as it is idle keeps that burst small.
+        settings.queueing.idle_timeout = 0.5
         serve(controller.metrics, options.metrics_port, controller.started.is_set, options.metrics_host)
         await asyncio.to_thread(controller.start)
 
     @kopf.on.cleanup(registry=registry)
-    async def shutdown(**_) -> None:
-        controller.stop()
+    async def shutdown(**_: Any) -> None:
+        await asyncio.to_thread(controller.stop)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs):
-        return kopf.login_via_client(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(configuration)
 
-    for kind, plural in (("Issuer", "issuers"), ("ClusterIssuer", "clusterissuers")):
-        def on_event(event: kopf.RawEvent, _kind: str = kind, **_) -> None:
+    for kind in ("Certificate", "Issuer", "ClusterIssuer"):
+        plural = PLURALS[kind]
+
+        # The handler only updates the store and queues the key: no API call, so it runs inline
+        # on kopf's event loop rather than in a thread pool.
+        async def on_event(event: kopf.RawEvent, _kind: str = kind, **_: Any) -> None:
             obj = event["object"]
             obj.setdefault("kind", _kind)
             controller.object_event(event["type"], obj)
 
-        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(_as_async(on_event))
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(on_event)
     return registry
 
 
-def _as_async(fn):
-    """kopf runs sync handlers in a thread pool; ours only touch in-memory state, so run them inline."""
-    async def handler(**kwargs):
-        fn(**kwargs)
-    handler.__name__ = fn.__name__
-    return handler
-
-
 def run(options: Options) -> None:
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's login reads the same file as our client
     api = Api(load_configuration(options.kubeconfig, pool_size=options.workers + 4))
     controller = Controller(api, options)
     api.on_request = lambda verb: controller.metrics.api_requests.labels(verb).inc()

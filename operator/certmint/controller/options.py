@@ -17,6 +17,11 @@ class Options:
     backoff_max: dt.timedelta = dt.timedelta(hours=1)
     # CA Secrets that certmint did not issue are not watched; their issuers re-read them this often.
     issuer_recheck: dt.timedelta = dt.timedelta(minutes=5)
+    # A reconcile that failed on an API error is retried after milliseconds, doubling up to this.
+    retry_max: float = 30.0
+    # Each watched scope is listed again this often, so an object deleted while a watch was down
+    # is forgotten even when no later listing of its scope showed it missing.
+    resync_period: dt.timedelta = dt.timedelta(minutes=10)
     leader_election: bool = False
     leader_election_namespace: str = "certmint"
     leader_election_id: str = "certmint-operator"

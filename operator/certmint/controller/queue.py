@@ -1,9 +1,14 @@
-"""A rate-free work queue of object keys, as Kubernetes controllers use.
+"""The work queue of object keys and the rate limiter for retries, as Kubernetes controllers have them.
 
 A key is processed by at most one worker at a time; adding a key that is already
 waiting does nothing, and adding one that is being processed runs it once more
-afterwards. add_at() schedules a key for later (renewals, backoff), keeping only the
-earliest time per key, so each certificate has at most one pending timer.
+afterwards. add_at() schedules a key for later (renewals, issuance back-off), keeping
+only the earliest time per key, so each certificate has at most one pending timer.
+
+Retries after a failed reconcile go through RateLimiter: per item, a delay that starts
+in milliseconds and doubles to a cap (reset when the item succeeds), and over all items
+a token bucket, so a failure that hits every object at once (a cluster-wide 403) cannot
+turn into a flood of requests.
 """
 from __future__ import annotations
 
@@ -11,17 +16,39 @@ import heapq
 import threading
 import time
 from collections import deque
-from typing import Hashable
+from dataclasses import dataclass
+from typing import Callable, Hashable
 
 Key = Hashable
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int
+    unfinished_seconds: float  # summed over the keys being processed now
+    longest_running_seconds: float
+
+
+class QueueObserver:
+    """Hooks for the work-queue metrics; the default records nothing."""
+
+    def added(self) -> None: ...
+
+    def started(self, waited_seconds: float) -> None: ...
+
+    def finished(self, worked_seconds: float) -> None: ...
+
+    def retried(self) -> None: ...
+
+
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(self, observer: QueueObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.observer = observer or QueueObserver()
+        self._clock = clock
         self._cond = threading.Condition()
         self._queue: deque[Key] = deque()
-        self._waiting: set[Key] = set()
-        self._processing: set[Key] = set()
+        self._waiting: dict[Key, float] = {}  # key -> when it was queued (monotonic)
+        self._processing: dict[Key, float] = {}  # key -> when processing started
         self._dirty: set[Key] = set()  # added while processing
         self._timers: list[tuple[float, int, Key]] = []
         self._due: dict[Key, float] = {}
@@ -36,8 +63,9 @@ class WorkQueue:
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._waiting:
-            self._waiting.add(key)
+            self._waiting[key] = self._clock()
             self._queue.append(key)
+            self.observer.added()
             self._cond.notify()
 
     def add_at(self, key: Key, when: float) -> None:
@@ -54,6 +82,9 @@ class WorkQueue:
             heapq.heappush(self._timers, (when, self._seq, key))
             self._cond.notify_all()
 
+    def add_after(self, key: Key, delay: float) -> None:
+        self.add_at(key, time.time() + delay)
+
     def get(self) -> Key | None:
         """Block until a key is ready; None once the queue is closed."""
         with self._cond:
@@ -63,8 +94,10 @@ class WorkQueue:
                 self._fire_timers_locked()
                 if self._queue:
                     key = self._queue.popleft()
-                    self._waiting.discard(key)
-                    self._processing.add(key)
+                    queued = self._waiting.pop(key)
+                    now = self._clock()
+                    self._processing[key] = now
+                    self.observer.started(now - queued)
                     return key
                 timeout = None
                 if self._timers:
@@ -82,7 +115,9 @@ class WorkQueue:
 
     def done(self, key: Key) -> None:
         with self._cond:
-            self._processing.discard(key)
+            started = self._processing.pop(key, None)
+            if started is not None:
+                self.observer.finished(self._clock() - started)
             if key in self._dirty:
                 self._dirty.discard(key)
                 self._add_locked(key)
@@ -101,6 +136,46 @@ class WorkQueue:
         with self._cond:
             return len(self._queue) + len(self._processing)
 
-    def scheduled(self, key: Key) -> float | None:
+    def stats(self) -> QueueStats:
         with self._cond:
-            return self._due.get(key)
+            now = self._clock()
+            running = [now - started for started in self._processing.values()]
+            return QueueStats(len(self._queue), sum(running), max(running, default=0.0))
+
+
+class RateLimiter:
+    """How long to wait before retrying an item: the larger of its own exponential delay and
+    the overall token bucket's (client-go's MaxOf(ItemExponentialFailure, Bucket) limiter)."""
+
+    def __init__(self, base: float = 0.005, cap: float = 30.0, qps: float = 50.0, burst: int = 300,
+                 clock: Callable[[], float] = time.monotonic):
+        self.base, self.cap, self.qps, self.burst = base, cap, qps, burst
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[Key, int] = {}
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def when(self, key: Key) -> float:
+        """Count one more failure of key; the delay before it may be retried, in seconds."""
+        with self._lock:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+            item_delay = min(self.cap, self.base * 2 ** min(failures, 62))
+            return max(item_delay, self._reserve_locked())
+
+    def _reserve_locked(self) -> float:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+        self._last = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+
+    def failures(self, key: Key) -> int:
+        with self._lock:
+            return self._failures.get(key, 0)
+
+    def forget(self, key: Key) -> None:
+        """The item succeeded: its next failure starts from the base delay again."""
+        with self._lock:
+            self._failures.pop(key, None)

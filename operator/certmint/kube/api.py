@@ -26,11 +26,18 @@ FIELD_MANAGER = "certmint"
 class ApiError(Exception):
     """A failed API request: status is the HTTP code (0 when the server could not be reached)."""
 
-    def __init__(self, status: int, reason: str, message: str):
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None):
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after  # seconds, from a 429's or 503's Retry-After header
+
+    @property
+    def unavailable(self) -> bool:
+        """The API server could not be reached or could not answer (it is down, starting or its
+        storage is failing): worth retrying soon, and a sign to watch for its return."""
+        return self.status == 0 or self.status >= 500
 
     @property
     def not_found(self) -> bool:
@@ -87,17 +94,25 @@ class Api:
                                                   body=body, auth_settings=["BearerToken"])
             response = self.client.call_api(*request, _request_timeout=timeout).response
         except ApiException as e:
-            raise _api_error(e.status or 0, e.reason or "", e.body) from None
+            raise _api_error(e.status or 0, e.reason or "", e.body, e.headers) from None
         except Exception as e:  # connection errors from urllib3 and the like
             raise ApiError(0, type(e).__name__, str(e)) from None
         if not 200 <= response.status <= 299:
-            raise _api_error(response.status, response.reason or "", response.data)
+            raise _api_error(response.status, response.reason or "", response.data, response.headers)
         return response
 
     def request(self, verb: str, method: str, path: str, **kwargs) -> dict:
         response = self._call(verb, method, path, **kwargs)
         data = response.data
         return json.loads(data) if data else {}
+
+    def ready(self) -> bool:
+        """Whether the API server answers /readyz: it is up and its storage serves requests."""
+        try:
+            self._call("get", "GET", "/readyz", timeout=5).release_conn()
+            return True
+        except ApiError:
+            return False
 
     def get(self, path: str) -> dict:
         return self.request("get", "GET", path)
@@ -159,13 +174,14 @@ class Api:
         return self.request("patch", "PATCH", path, body=patch, content_type=MERGE_PATCH,
                             query=[("fieldManager", FIELD_MANAGER)])
 
-    def apply(self, path: str, body: dict) -> dict:
-        """Server-side apply as the certmint field manager: one request creates or updates."""
+    def apply(self, path: str, body: dict, force: bool = True) -> dict:
+        """Server-side apply as the certmint field manager: one request creates or updates. Without
+        force, fields another manager owns are not taken over: the server answers 409 instead."""
         return self.request("apply", "PATCH", path, body=body, content_type=APPLY_PATCH,
-                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+                            query=[("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")])
 
 
-def _api_error(status: int, reason: str, body: bytes | str | None) -> ApiError:
+def _api_error(status: int, reason: str, body: bytes | str | None, headers: Any = None) -> ApiError:
     message = reason
     try:
         answer = json.loads(body or b"")
@@ -173,4 +189,9 @@ def _api_error(status: int, reason: str, body: bytes | str | None) -> ApiError:
         reason = answer.get("reason", reason)
     except (TypeError, ValueError, AttributeError):
         pass
-    return ApiError(status, reason, message)
+    retry_after = None
+    try:
+        retry_after = float((headers or {}).get("Retry-After"))
+    except (TypeError, ValueError):
+        pass
+    return ApiError(status, reason, message, retry_after)

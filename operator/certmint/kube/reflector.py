@@ -2,14 +2,14 @@
 
 The reflector keeps nothing itself: it calls on_event(type, object) for every object
 (type "SYNC" for the initial listing and relists, then ADDED/MODIFIED/DELETED), and
-relists when the watch expires. So memory stays with the caller's slim cache, and
-objects outside the selector are never sent by the API server at all.
+after each listing on_relist(seen, list_version), so the store can forget what was
+deleted while nobody watched. Memory stays with the caller's store, and objects outside
+the selector are never sent by the API server at all.
 """
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable
 
 from certmint.kube.api import Api, ApiError
@@ -17,11 +17,37 @@ from certmint.kube.api import Api, ApiError
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[str, dict], None]
+RelistHandler = Callable[[set[tuple[str, str]], int], None]
+
+# A broken watch is retried quickly at first (an API server restart takes seconds), and
+# never slower than RETRY_MAX, so the cache is current again soon after the server is back.
+RETRY_INITIAL = 0.2
+RETRY_MAX = 5.0
+
+
+def list_into(api: Api, path: str, selector: str | None, on_item: Callable[[dict], None]) -> tuple[set, str]:
+    """List path page by page, handing each object to on_item; returns the (namespace, name) pairs
+    seen and the listing's resourceVersion (to watch from, and to judge what the listing covered)."""
+    seen: set[tuple[str, str]] = set()
+    version = ""
+    for items, version in api.list_pages(path, selector):
+        for item in items:
+            meta = item.get("metadata", {})
+            seen.add((meta.get("namespace", "") or "", meta.get("name", "")))
+            on_item(item)
+    return seen, version
+
+
+def version_number(version: str) -> int:
+    try:
+        return int(version)
+    except ValueError:
+        return 0
 
 
 class Reflector:
     def __init__(self, api: Api, path: str, label_selector: str | None, on_event: EventHandler,
-                 on_relist: Callable[[set[tuple[str, str]]], None] | None = None, name: str = "reflector"):
+                 on_relist: RelistHandler | None = None, name: str = "reflector"):
         self.api, self.path, self.selector = api, path, label_selector
         self.on_event, self.on_relist = on_event, on_relist
         self.synced = threading.Event()
@@ -35,32 +61,26 @@ class Reflector:
         self._stop.set()
 
     def _run(self) -> None:
-        delay = 1.0
+        delay = RETRY_INITIAL
         while not self._stop.is_set():
             try:
                 version = self._relist()
                 self.synced.set()
-                delay = 1.0
+                delay = RETRY_INITIAL
                 self._watch(version)
             except ApiError as e:
-                log.warning("watch of %s failed (%s); retrying in %.0f s", self.path, e, delay)
+                log.warning("watch of %s failed (%s); retrying in %.1f s", self.path, e, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, RETRY_MAX)
             except Exception:  # never let the thread die: the operator would go blind
-                log.exception("watch of %s crashed; retrying in %.0f s", self.path, delay)
+                log.exception("watch of %s crashed; retrying in %.1f s", self.path, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, RETRY_MAX)
 
     def _relist(self) -> str:
-        seen: set[tuple[str, str]] = set()
-        version = ""
-        for items, version in self.api.list_pages(self.path, self.selector):
-            for item in items:
-                meta = item.get("metadata", {})
-                seen.add((meta.get("namespace", ""), meta.get("name", "")))
-                self.on_event("SYNC", item)
+        seen, version = list_into(self.api, self.path, self.selector, lambda item: self.on_event("SYNC", item))
         if self.on_relist:
-            self.on_relist(seen)  # objects deleted while we were not watching
+            self.on_relist(seen, version_number(version))  # objects deleted while we were not watching
         return version
 
     def _watch(self, version: str) -> None:
@@ -76,8 +96,3 @@ class Reflector:
                     self.on_event(kind, obj)
                 if self._stop.is_set():
                     return
-
-
-def wait_synced(reflectors: list[Reflector], timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    return all(r.synced.wait(max(0.0, deadline - time.monotonic())) for r in reflectors)

@@ -73,6 +73,7 @@ class EventRecorder:
     def __init__(self, api: Api, backlog: int = 10000):
         self.api = api
         self.dropped = 0
+        self._lock = threading.Lock()
         self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=backlog)
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
@@ -81,7 +82,8 @@ class EventRecorder:
         try:
             self._queue.put_nowait(event_body(obj, event_type, reason, message, action))
         except queue.Full:
-            self.dropped += 1
+            with self._lock:
+                self.dropped += 1
 
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import base64
 import sys
-import threading
+from typing import Callable
 
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import Reflector
+from certmint.kube.store import Store
 from certmint.policy.types import CERTIFICATE_NAME, SecretState
 
 SECRET_SELECTOR = CERTIFICATE_NAME  # "has the label": a server-side existence selector
@@ -51,19 +52,23 @@ def to_manifest(namespace: str, secret: SecretState) -> dict:
 class SecretCache:
     """Our Secrets by (namespace, name), fed by a label-selected watch and by our own writes.
 
-    Our writes are stored at once (write-through), so a reconcile right after an issuance
-    sees the new Secret even before the watch delivers it; older watch events never
-    overwrite newer contents.
+    Both go through one Store, so an older copy never replaces a newer one. Our writes are
+    stored at once (write-through): a reconcile right after an issuance sees the new Secret
+    before the watch delivers it, and the watch's echo of it, being no newer, changes
+    nothing and wakes nobody.
+
+    on_change(namespace, secret, own_write) is called for every change the store accepted,
+    with the new state, or the last one held when the Secret is gone.
     """
 
-    def __init__(self, api: Api, namespaces: list[str] | None, on_change=None):
+    def __init__(self, api: Api, namespaces: list[str] | None,
+                 on_change: Callable[[str, SecretState, bool], None] | None = None):
         self.api = api
-        self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], tuple[int, SecretState]] = {}
-        self._on_change = on_change or (lambda namespace, secret: None)
-        paths = [secrets_path(ns) for ns in namespaces] if namespaces else [secrets_path()]
-        self.reflectors = [Reflector(api, p, SECRET_SELECTOR, self._event, self._relisted, name=f"secrets:{p}")
-                           for p in paths]
+        self.store: Store[SecretState] = Store()
+        self._on_change = on_change or (lambda namespace, secret, own_write: None)
+        paths = [(ns, secrets_path(ns)) for ns in namespaces] if namespaces else [(None, secrets_path())]
+        self.reflectors = [Reflector(api, path, SECRET_SELECTOR, self._event, self._relisted_in(ns),
+                                     name=f"secrets:{path}") for ns, path in paths]
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -74,39 +79,33 @@ class SecretCache:
             r.stop()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.store)
 
     def get(self, namespace: str, name: str) -> SecretState | None:
-        entry = self._items.get((namespace, name))
-        return entry[1] if entry else None
+        return self.store.get((namespace, name))
 
-    def _event(self, kind: str, obj: dict) -> None:
+    def _event(self, kind: str, obj: dict, own_write: bool = False) -> None:
         meta = obj.get("metadata", {})
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        key = (meta.get("namespace", "") or "", meta.get("name", ""))
         version = resource_version(obj)
-        with self._lock:
-            current = self._items.get(key)
-            if kind == "DELETED":
-                if current and current[0] > version:
-                    return
-                self._items.pop(key, None)
-                secret = None
-            else:
-                if current and current[0] >= version:
-                    return
-                secret = to_state(obj)
-                self._items[key] = (version, secret)
-        self._on_change(key[0], secret if secret else to_state(obj))
+        if kind == "DELETED":
+            change = self.store.delete(key, version)
+        else:
+            change = self.store.upsert(key, version, to_state(obj))
+        if change is not None:
+            self._on_change(key[0], change.value, own_write)
 
-    def _relisted(self, seen: set[tuple[str, str]]) -> None:
-        with self._lock:
-            gone = [k for k in self._items if k not in seen]
-        for namespace, name in gone:
-            self._event("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+    def _relisted_in(self, namespace: str | None) -> Callable[[set[tuple[str, str]], int], None]:
+        """A relist of one namespace (or of all) forgets only what that listing covered."""
+        def relisted(seen: set[tuple[str, str]], list_version: int) -> None:
+            in_scope = (lambda key: True) if namespace is None else (lambda key: key[0] == namespace)
+            for change in self.store.replace(in_scope, seen, list_version):
+                self._on_change(change.key[0], change.value, False)
+        return relisted
 
     def remember(self, obj: dict) -> SecretState:
-        """Store what a write returned."""
-        self._event("MODIFIED", obj)
+        """Store what one of our writes returned."""
+        self._event("MODIFIED", obj, own_write=True)
         return to_state(obj)
 
     # --- writes and direct reads -------------------------------------------------------
@@ -116,8 +115,8 @@ class SecretCache:
         obj = self.api.get_or_none(secrets_path(namespace, name))
         return to_state(obj) if obj else None
 
-    def apply(self, namespace: str, secret: SecretState) -> SecretState:
-        obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret))
+    def apply(self, namespace: str, secret: SecretState, force: bool = True) -> SecretState:
+        obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret), force=force)
         return self.remember(obj)
 
 

@@ -1,0 +1,139 @@
+"""What a reconcile reads and writes through, and what it returns.
+
+A reconcile is a function (Context, key) -> Result. It reads the store, decides, makes
+its API writes (whose answers go back into the store through the same version check as
+watch events), and returns what should happen next: requeue at a time, wake other keys.
+It never reaches into the controller's queue or workers; the worker loop applies the
+result. So the reconcilers depend on this module only, and the controller on them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from certmint.controller.options import Options
+from certmint.kube.api import Api, resource_version
+from certmint.kube.resources import EventRecorder
+from certmint.kube.secrets import SecretCache, interned
+from certmint.kube.store import Store
+from certmint.metrics import Metrics
+from certmint.policy import Backoff, IssuerState
+
+ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
+CERTIFICATE = "Certificate"
+ISSUER_KINDS = ("Issuer", "ClusterIssuer")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What should happen after a reconcile. requeue_at: reconcile this key again then (renewal,
+    back-off, re-check); wake: reconcile these keys soon (their input changed); forget: the
+    object is gone, drop its pending timer."""
+
+    requeue_at: dt.datetime | None = None
+    wake: tuple[ObjectKey, ...] = ()
+    forget: bool = False
+
+
+def object_key(obj: dict) -> ObjectKey:
+    meta = obj.get("metadata", {})
+    return obj.get("kind", ""), meta.get("namespace", "") or "", meta.get("name", "")
+
+
+def issuer_key(kind: str, namespace: str, name: str) -> ObjectKey:
+    """The key of the issuer a reference in `namespace` names: ClusterIssuers have no namespace."""
+    return (kind, namespace if kind == "Issuer" else "", name)
+
+
+def ca_secret_key(namespace: str, name: str) -> tuple[str, str, str]:
+    return ("CASecret", namespace, name)
+
+
+def index_by_reference(cluster_resource_namespace: str) -> Callable[[tuple[str, ...], object], Iterable[tuple]]:
+    """The store's index: a Certificate is filed under the issuer it references, and a CA issuer
+    under its CA Secret, so a change of either wakes exactly the objects that depend on it."""
+    def filed(key: tuple[str, ...], obj: object) -> Iterable[tuple]:
+        if not isinstance(obj, dict):
+            return ()
+        spec = obj.get("spec") or {}
+        if key[0] == CERTIFICATE:
+            ref = spec.get("issuerRef") or {}
+            if isinstance(ref, dict) and ref.get("name"):
+                return (issuer_key(ref.get("kind") or "Issuer", key[1], ref["name"]),)
+        elif key[0] in ISSUER_KINDS:
+            ca = spec.get("ca") or {}
+            if isinstance(ca, dict) and ca.get("secretName"):
+                namespace = key[1] if key[0] == "Issuer" else cluster_resource_namespace
+                return (ca_secret_key(namespace, ca["secretName"]),)
+        return ()
+    return filed
+
+
+KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "annotations")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: dict) -> dict:
+    """A compact copy with only what the reconcilers read (tens of thousands are cached).
+
+    managedFields and kubectl's last-applied copy would double each object; the strings
+    that repeat across objects (keys, reasons, messages) are interned, so each is held once.
+    """
+    source = obj.get("metadata") or {}
+    meta = {k: source[k] for k in KEPT_METADATA if k in source}
+    if LAST_APPLIED in meta.get("annotations", {}):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+    result: dict = interned({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta,
+                             "spec": obj.get("spec") or {}, "status": obj.get("status") or {}})
+    return result
+
+
+class IssuerStates:
+    """The last computed state of each issuer, shared by the workers under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[ObjectKey, IssuerState] = {}
+
+    def get(self, key: ObjectKey) -> IssuerState | None:
+        with self._lock:
+            return self._states.get(key)
+
+    def put(self, key: ObjectKey, state: IssuerState) -> IssuerState | None:
+        """Store state; returns the previous one."""
+        with self._lock:
+            previous = self._states.get(key)
+            self._states[key] = state
+            return previous
+
+    def pop(self, key: ObjectKey) -> None:
+        with self._lock:
+            self._states.pop(key, None)
+
+
+@dataclass
+class Context:
+    api: Api
+    options: Options
+    objects: Store[dict]  # Certificates, Issuers and ClusterIssuers (slim), by ObjectKey
+    secrets: SecretCache
+    events: EventRecorder
+    metrics: Metrics
+    backoff: Backoff
+    now: Callable[[], dt.datetime]
+    issuer_states: IssuerStates = field(default_factory=IssuerStates)
+
+    def remember(self, kind: str, obj: dict) -> dict:
+        """Store the answer to our own write of an object we watch, through the version check:
+        if a newer copy (a user's edit) is already held, it stays. Returns the slim answer."""
+        slimmed = slim({**obj, "kind": kind})
+        self.objects.upsert(object_key(slimmed), resource_version(slimmed), slimmed, only_if_present=True)
+        return slimmed
+
+    def certificates_of(self, issuer: ObjectKey) -> tuple[ObjectKey, ...]:
+        return tuple(self.objects.indexed(issuer))  # type: ignore[misc]
+
+    def issuers_using(self, namespace: str, secret_name: str) -> tuple[ObjectKey, ...]:
+        return tuple(self.objects.indexed(ca_secret_key(namespace, secret_name)))  # type: ignore[misc]

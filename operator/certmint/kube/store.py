@@ -1,0 +1,158 @@
+"""The one store for every kind certmint caches: Certificates, issuers and its own Secrets.
+
+It follows the rules of client-go's informer store, plus one for our own writes:
+
+- An object's resourceVersion only moves forward. Watch events, listings and the answers
+  to our own writes all go through the same comparison, so an older copy (a late watch
+  event, or the answer to a write that a user's edit has since overtaken) never replaces a
+  newer one.
+- A deletion leaves a tombstone with its resourceVersion, so a copy older than the
+  deletion (our own write's answer arriving after the watch said DELETED) cannot bring the
+  object back.
+- A relist replaces exactly the set its listing covered (a namespace, or the whole
+  cluster): keys in that scope that the listing did not return, and that are not newer
+  than the listing, are deleted. Keys of other scopes are untouched.
+
+Every read and write holds the lock; nothing relies on the GIL. Values are opaque to the
+store: slim dicts for custom resources, SecretState for Secrets. An optional index maps
+each value to the keys it is filed under (for example, the issuer a Certificate uses),
+kept in step under the same lock.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Generic, Hashable, Iterable, TypeVar
+
+Key = tuple[str, ...]  # (kind, namespace or "", name) or (namespace, name)
+V = TypeVar("V")
+IndexFn = Callable[[Key, object], Iterable[Hashable]]
+
+
+@dataclass(frozen=True)
+class Change(Generic[V]):
+    """What one store operation did, for the caller to react to: the new value, or for a
+    deletion the last value held (whose labels and references say whom the deletion concerns)."""
+
+    key: Key
+    value: V
+    deleted: bool = False
+
+
+class Store(Generic[V]):
+    def __init__(self, index: IndexFn | None = None, tombstones: int = 10000):
+        self._lock = threading.Lock()
+        self._items: dict[Key, tuple[int, V]] = {}
+        self._tombstones: OrderedDict[Key, int] = OrderedDict()
+        self._tombstone_limit = tombstones
+        self._index_fn = index
+        self._index: dict[Hashable, set[Key]] = {}
+        self._filed: dict[Key, tuple[Hashable, ...]] = {}
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get(self, key: Key) -> V | None:
+        with self._lock:
+            entry = self._items.get(key)
+            return entry[1] if entry else None
+
+    def version(self, key: Key) -> int | None:
+        """The resourceVersion held for key, or None."""
+        with self._lock:
+            entry = self._items.get(key)
+            return entry[0] if entry else None
+
+    def keys(self, predicate: Callable[[Key], bool] | None = None) -> list[Key]:
+        with self._lock:
+            return [k for k in self._items if predicate is None or predicate(k)]
+
+    def items(self) -> list[tuple[Key, V]]:
+        with self._lock:
+            return [(k, v) for k, (_, v) in self._items.items()]
+
+    def indexed(self, value: Hashable) -> list[Key]:
+        """The keys filed under value by the index function."""
+        with self._lock:
+            return list(self._index.get(value, ()))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._items
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def upsert(self, key: Key, version: int, value: V, only_if_present: bool = False) -> Change[V] | None:
+        """Store value unless what is held (or the tombstone) is as new or newer.
+
+        only_if_present is for answers to our own writes of objects we do not create (a status
+        patch): they must not re-add an object the watch has already forgotten."""
+        with self._lock:
+            current = self._items.get(key)
+            if current is not None and current[0] >= version:
+                return None
+            if current is None:
+                if only_if_present:
+                    return None
+                tombstone = self._tombstones.get(key)
+                if tombstone is not None and tombstone >= version:
+                    return None
+            self._items[key] = (version, value)
+            self._tombstones.pop(key, None)
+            self._refile(key, value)
+            return Change(key, value)
+
+    def delete(self, key: Key, version: int) -> Change[V] | None:
+        """Forget key, unless what is held is newer than the deletion (it was re-created since)."""
+        with self._lock:
+            return self._delete_locked(key, version)
+
+    def _delete_locked(self, key: Key, version: int) -> Change[V] | None:
+        current = self._items.get(key)
+        if current is not None and current[0] > version:
+            return None
+        self._remember_tombstone(key, max(version, current[0] if current else 0))
+        if current is None:
+            return None
+        del self._items[key]
+        self._refile(key, None)
+        return Change(key, current[1], deleted=True)
+
+    def replace(self, in_scope: Callable[[Key], bool], seen: set[Key], list_version: int) -> list[Change[V]]:
+        """After a relist: delete the keys in scope that the listing did not return.
+
+        The listed objects themselves were already upserted page by page. A key whose held
+        version is newer than the listing (written or watched after the list was taken) stays."""
+        with self._lock:
+            gone = [k for k in self._items if in_scope(k) and k not in seen]
+            changes = [c for k in gone if (c := self._delete_locked(k, list_version)) is not None]
+            return changes
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _remember_tombstone(self, key: Key, version: int) -> None:
+        self._tombstones[key] = version
+        self._tombstones.move_to_end(key)
+        while len(self._tombstones) > self._tombstone_limit:
+            self._tombstones.popitem(last=False)
+
+    def _refile(self, key: Key, value: V | None) -> None:
+        if self._index_fn is None:
+            return
+        for old in self._filed.pop(key, ()):
+            bucket = self._index.get(old)
+            if bucket is not None:
+                bucket.discard(key)
+                if not bucket:
+                    del self._index[old]
+        if value is None:
+            return
+        filed = tuple(self._index_fn(key, value))
+        if filed:
+            self._filed[key] = filed
+            for value_key in filed:
+                self._index.setdefault(value_key, set()).add(key)
