@@ -17,6 +17,8 @@ EXPECTED = {
     "certificates.yaml": ("Certificate", "certificates", "Namespaced", ["mintcert", "mintcerts"]),
     "issuers.yaml": ("Issuer", "issuers", "Namespaced", ["mintiss"]),
     "clusterissuers.yaml": ("ClusterIssuer", "clusterissuers", "Cluster", ["mintciss"]),
+    "certificaterevocations.yaml": ("CertificateRevocation", "certificaterevocations", "Namespaced",
+                                    ["mintrevoke", "mintrev"]),
 }
 
 
@@ -265,7 +267,8 @@ def test_issuer_spec(name):
     assert rule["message"] == "exactly one of selfSigned or ca must be set"
     ca = spec["properties"]["ca"]
     assert ca["required"] == ["secretName"]
-    assert set(ca["properties"]) == {"secretName", "crlDistributionPoints", "ocspServers", "issuingCertificateURLs"}
+    assert set(ca["properties"]) == {"secretName", "crlDistributionPoints", "ocspServers", "issuingCertificateURLs",
+                                     "crl"}
     assert set(spec["properties"]["selfSigned"]["properties"]) == {"crlDistributionPoints"}
 
 
@@ -274,3 +277,59 @@ def test_issuer_and_cluster_issuer_share_their_schema():
         schema(load("clusterissuers.yaml"))["properties"]["spec"]["properties"]["selfSigned"]
     )
     assert schema(load("issuers.yaml"))["properties"]["status"] == schema(load("clusterissuers.yaml"))["properties"]["status"]
+
+
+# ------------------------------------------------------------------ revocation and CRLs
+
+
+@pytest.mark.parametrize("name", ["issuers.yaml", "clusterissuers.yaml"])
+def test_issuer_crl(name):
+    """spec.ca.crl {validity}: present means enabled, the model applies the 24h default; the
+    status says which CRL was published last."""
+    from certmint.model.issuer import MINIMUM_CRL_VALIDITY
+
+    crl = schema(load(name))["properties"]["spec"]["properties"]["ca"]["properties"]["crl"]
+    assert set(crl["properties"]) == {"validity"} and "required" not in crl
+    rules = all_rules(crl)
+    assert f"matches('{DURATION_PATTERN}')" in rules
+    assert MINIMUM_CRL_VALIDITY == __import__("datetime").timedelta(hours=3)
+    assert "duration(self) >= duration('3h')" in rules
+    status = schema(load(name))["properties"]["status"]["properties"]["crl"]["properties"]
+    assert set(status) == {"number", "thisUpdate", "nextUpdate", "revokedCertificates", "configMap"}
+
+
+def revocation_spec():
+    return schema(load("certificaterevocations.yaml"))["properties"]["spec"]
+
+
+def test_revocation_printer_columns():
+    cols = columns("certificaterevocations.yaml")
+    assert list(cols) == ["Certificate", "Serial", "Reason", "Revoked", "Revoked At", "Status", "Age"]
+    assert cols["Certificate"]["jsonPath"] == ".spec.certificateName"
+    assert cols["Serial"]["jsonPath"] == ".spec.serialNumber"
+    assert cols["Reason"]["jsonPath"] == ".spec.reason"
+    assert cols["Revoked"]["jsonPath"] == '.status.conditions[?(@.type=="Revoked")].status'
+    assert cols["Status"]["priority"] == 1
+
+
+def test_revocation_spec_matches_the_model():
+    from certmint.revocation import REASONS, REVISIONS, SERIAL_PATTERN
+
+    spec = revocation_spec()
+    props = spec["properties"]
+    assert set(props) == {"certificateName", "revisions", "issuerRef", "serialNumber", "reason"}
+    assert spec["required"] == ["reason"]
+    assert tuple(props["revisions"]["enum"]) == REVISIONS
+    assert tuple(props["issuerRef"]["properties"]["kind"]["enum"]) == cert_model.ISSUER_KINDS
+    (reason_rule,) = props["reason"]["x-kubernetes-validations"]
+    assert all(f"'{reason}'" in reason_rule["rule"] for reason in REASONS)
+    assert "removeFromCRL" not in reason_rule["rule"]  # what deleting a hold does, not a reason
+    assert f"self.matches('{SERIAL_PATTERN}')" in all_rules(props["serialNumber"])
+    rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
+    assert "self == oldSelf" in rules  # an audit record: immutable
+    messages = " ".join(r.get("message", r.get("messageExpression", "")) for _, n in walk(spec)
+                        for r in n.get("x-kubernetes-validations", []))
+    for fragment in ("exactly one target must be set", "issuerRef and serialNumber go together",
+                     "is not a serial number in hex", "is not an RFC 5280 revocation reason",
+                     "cannot be changed once created"):
+        assert fragment in messages

@@ -114,8 +114,8 @@ def revocation_status(spec: RevocationSpec | None, spec_error: str | None, cover
     if problem is None:
         assert spec is not None and coverage is not None
         numbers = [state.number for i in coverage.issuers() if (state := issuers.get(i)) and state.number]
-        if numbers:
-            out["crlNumber"] = max(numbers)
+        if numbers and "crlNumber" not in out:
+            out["crlNumber"] = max(numbers)  # the first CRL that listed everything, kept
         value, reason = "True", REVOKED
         message = f"{spec.target()} revoked ({spec.reason}): " + "; ".join(
             f"serial {format_serial(s.serial)} on the CRL of {s.issuer}" for s in coverage.serials)
