@@ -192,3 +192,180 @@ class TestCA:
                 .build())
         crl = builder.sign(self.key, hashes.SHA256())
         return crl.public_bytes(Encoding.DER if der else Encoding.PEM)
+
+
+@dataclass
+class TrafficReport:
+    ok: int
+    failed: int
+    seconds: float
+    errors: list[str]
+
+    @property
+    def rate(self) -> float:
+        return (self.ok + self.failed) / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.ok + self.failed} requests in {self.seconds:.1f} s ({self.rate:.0f}/s), {self.failed} failed"
+
+
+class Traffic:
+    """Requests in a loop from a background thread, for proving a renewal drops nothing.
+
+    request() makes one request and returns (the serial of our certificate as the server saw it,
+    the serial of the server's certificate as we saw it). Traffic.threads runs a blocking request
+    function in `concurrency` threads; Traffic.asyncio runs `request(client)` coroutines in
+    `concurrency` tasks on an event loop of its own, sharing the client that `client()` (an async
+    context manager factory) makes there.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[Any] = []
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self.last: tuple[str, str] | None = None
+        self.seen: set[tuple[str, str]] = set()
+        self._started = self._stopped = 0.0
+
+    def _record(self, result: tuple[str, str] | None, error: BaseException | None) -> None:
+        with self._lock:
+            if error is None and result is not None:
+                self.ok += 1
+                self.last = result
+                self.seen.add(result)
+            else:
+                self.failed += 1
+                if len(self.errors) < 10:
+                    self.errors.append(repr(error))
+
+    @classmethod
+    def threads(cls, request: Any, concurrency: int = 2) -> "Traffic":
+        import threading
+        import time
+        traffic = cls()
+
+        def loop() -> None:
+            while not traffic._stop.is_set():
+                try:
+                    result = request()
+                except Exception as e:
+                    traffic._record(None, e)
+                else:
+                    traffic._record(result, None)
+
+        traffic._started = time.monotonic()
+        traffic._threads = [threading.Thread(target=loop, daemon=True) for _ in range(concurrency)]
+        for t in traffic._threads:
+            t.start()
+        return traffic
+
+    @classmethod
+    def asyncio(cls, client: Any, request: Any, concurrency: int = 2) -> "Traffic":
+        import asyncio
+        import threading
+        import time
+        traffic = cls()
+        ready = threading.Event()
+
+        async def main() -> None:
+            async with client() as c:
+                async def loop() -> None:
+                    while not traffic._stop.is_set():
+                        try:
+                            result = await request(c)
+                        except Exception as e:
+                            traffic._record(None, e)
+                        else:
+                            traffic._record(result, None)
+                traffic._started = time.monotonic()
+                ready.set()
+                await asyncio.gather(*(loop() for _ in range(concurrency)))
+
+        def run() -> None:
+            try:
+                asyncio.run(main())
+            except Exception as e:
+                traffic._record(None, e)
+            finally:
+                ready.set()
+
+        traffic._threads = [threading.Thread(target=run, daemon=True)]
+        traffic._threads[0].start()
+        ready.wait(30)
+        return traffic
+
+    def wait_for(self, client_serial: str, server_serial: str, timeout: float = 10.0) -> float:
+        """Seconds until a request saw both new serials; AssertionError after timeout."""
+        import time
+        start = time.monotonic()
+        while (client_serial, server_serial) not in self.seen:
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"no request saw client {client_serial} and server {server_serial} within "
+                                     f"{timeout} s; last seen {self.last}; errors {self.errors}")
+            if not any(t.is_alive() for t in self._threads):
+                raise AssertionError(f"the traffic stopped: {self.errors}")
+            time.sleep(0.01)
+        return time.monotonic() - start
+
+    def stop(self) -> TrafficReport:
+        import time
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+        self._stopped = time.monotonic()
+        return TrafficReport(self.ok, self.failed, self._stopped - self._started, list(self.errors))
+
+
+class Renewals:
+    """A server and a client volume with certificates from one CA, renewed the way certmint renews:
+    a new key and certificate, published by the kubelet's swap."""
+
+    def __init__(self, directory: str | os.PathLike, ca: "TestCA | None" = None, *,
+                 server_uri: str = "spiffe://example.org/ns/test/sa/server",
+                 client_uri: str = "spiffe://example.org/ns/test/sa/client"):
+        self.ca = ca or TestCA()
+        self.server_uri, self.client_uri = server_uri, client_uri
+        self.server_volume = SecretVolume(Path(directory) / "server")
+        self.client_volume = SecretVolume(Path(directory) / "client")
+        self.server = self.renew_server()
+        self.client = self.renew_client()
+
+    def renew_server(self) -> Issued:
+        self.server = self.ca.issue("server", dns_names=["localhost"], ip_addresses=["127.0.0.1"],
+                                    uris=[self.server_uri])
+        self.server_volume.write(self.server.secret())
+        return self.server
+
+    def renew_client(self, uri: str | None = None) -> Issued:
+        self.client = self.ca.issue("client", uris=[uri or self.client_uri], server=False)
+        self.client_volume.write(self.client.secret())
+        return self.client
+
+    def rotate(self, server: Any, client: Any, traffic: Traffic, *, rounds: int = 3, settle: float = 1.0,
+               timeout: float = 10.0, log: Any = print) -> TrafficReport:
+        """Renew the server's and then the client's certificate `rounds` times while traffic runs.
+        server and client are the MTLS objects reading the two volumes. After each renewal a request
+        must show the new client serial at the server and the new server serial at the client."""
+        import time
+
+        def reloaded(mtls: Any, serial: str) -> None:
+            deadline = time.monotonic() + timeout
+            while mtls.generation.serial != serial:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{mtls.files.cert_path} not reloaded within {timeout} s")
+                time.sleep(0.005)
+
+        for round_ in range(1, rounds + 1):
+            time.sleep(settle)
+            new_server = self.renew_server()
+            reloaded(server, new_server.serial)
+            new_client = self.renew_client()
+            reloaded(client, new_client.serial)
+            took = traffic.wait_for(new_client.serial, new_server.serial, timeout)
+            log(f"renewal {round_}: server {new_server.serial[:12]}…, client {new_client.serial[:12]}… "
+                f"seen by the peers {took * 1000:.0f} ms after the client's swap")
+        time.sleep(settle)
+        return traffic.stop()
