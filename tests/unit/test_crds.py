@@ -261,10 +261,10 @@ def test_certificate_messages_are_readable():
 @pytest.mark.parametrize("name", ["issuers.yaml", "clusterissuers.yaml"])
 def test_issuer_spec(name):
     spec = schema(load(name))["properties"]["spec"]
-    assert set(spec["properties"]) == {"selfSigned", "ca"}
+    assert set(spec["properties"]) == {"selfSigned", "ca", "step"}
     (rule,) = spec["x-kubernetes-validations"]
-    assert "has(self.selfSigned)" in rule["rule"] and "has(self.ca)" in rule["rule"]
-    assert rule["message"] == "exactly one of selfSigned or ca must be set"
+    assert all(f"has(self.{t})" in rule["rule"] for t in ("selfSigned", "ca", "step"))
+    assert rule["message"] == "exactly one of selfSigned, ca or step must be set"
     ca = spec["properties"]["ca"]
     assert ca["required"] == ["secretName"]
     assert set(ca["properties"]) == {"secretName", "crlDistributionPoints", "ocspServers", "issuingCertificateURLs",
@@ -277,6 +277,33 @@ def test_issuer_and_cluster_issuer_share_their_schema():
         schema(load("clusterissuers.yaml"))["properties"]["spec"]["properties"]["selfSigned"]
     )
     assert schema(load("issuers.yaml"))["properties"]["status"] == schema(load("clusterissuers.yaml"))["properties"]["status"]
+
+
+@pytest.mark.parametrize("name", ["issuers.yaml", "clusterissuers.yaml"])
+def test_issuer_step_takes_step_issuers_fields(name):
+    """spec.step is a StepIssuer's spec: url, caBundle, provisioner {name, kid, passwordRef {name, key}}."""
+    step = schema(load(name))["properties"]["spec"]["properties"]["step"]
+    assert step["required"] == ["url", "caBundle", "provisioner"]
+    assert set(step["properties"]) == {"url", "caBundle", "provisioner"}
+    assert step["properties"]["caBundle"]["format"] == "byte"  # base64, as step-issuer's []byte
+    (url_rule,) = step["properties"]["url"]["x-kubernetes-validations"]
+    assert "startsWith('https://')" in url_rule["rule"] and "isURL(self)" in url_rule["rule"]
+    provisioner = step["properties"]["provisioner"]
+    assert provisioner["required"] == ["name", "kid", "passwordRef"]
+    assert set(provisioner["properties"]) == {"name", "kid", "passwordRef"}
+    password_ref = provisioner["properties"]["passwordRef"]
+    assert password_ref["required"] == ["name", "key"] and set(password_ref["properties"]) == {"name", "key"}
+
+
+def test_issuer_and_cluster_issuer_share_the_step_schema_but_for_where_the_password_is():
+    issuer, cluster = (schema(load(n))["properties"]["spec"]["properties"]["step"] for n in ("issuers.yaml", "clusterissuers.yaml"))
+    issuer_ref = issuer["properties"]["provisioner"]["properties"]["passwordRef"]
+    cluster_ref = cluster["properties"]["provisioner"]["properties"]["passwordRef"]
+    assert "Issuer's namespace" in issuer_ref["description"]
+    assert "cluster resource namespace" in cluster_ref["description"]
+    assert {**issuer_ref, "description": ""} == {**cluster_ref, "description": ""}
+    assert {k: v for k, v in issuer["properties"].items() if k != "provisioner"} == \
+        {k: v for k, v in cluster["properties"].items() if k != "provisioner"}
 
 
 # ------------------------------------------------------------------ revocation and CRLs

@@ -181,8 +181,8 @@ class StepCAClient:
         (skipped when the encrypted key and the password are the ones already decrypted)."""
         entry = self._find_provisioner(name, kid)
         if entry.get("type") != "JWK":
-            raise StepCAError(UNSUPPORTED_PROVISIONER,
-                              f'provisioner "{name}" is of type {entry.get("type")}; certmint signs through JWK provisioners only')
+            raise StepCAError(UNSUPPORTED_PROVISIONER, f'provisioner "{name}" is of type {entry.get("type")}; '
+                                                       "certmint signs through JWK provisioners only")
         encrypted = entry.get("encryptedKey")
         if not isinstance(encrypted, str) or not encrypted:
             raise StepCAError(UNSUPPORTED_PROVISIONER,
@@ -307,11 +307,10 @@ class StepCAClient:
                 raise StepCAError(INVALID_RESPONSE,
                                   f'the chain the CA returned ends at "{chain[-1].issuer.rfc4514_string()}", '
                                   "which is not a root in caBundle")
-        for child, parent in zip(chain, [*chain[1:], root]):
+        for child, parent in zip(chain, [*chain[1:], root], strict=True):
             if not _issued_by(child, parent):
-                raise StepCAError(INVALID_RESPONSE,
-                                  f'"{child.subject.rfc4514_string()}" is not signed by "{parent.subject.rfc4514_string()}" '
-                                  "in the chain the CA returned")
+                raise StepCAError(INVALID_RESPONSE, f'"{child.subject.rfc4514_string()}" is not signed by '
+                                                    f'"{parent.subject.rfc4514_string()}" in the chain the CA returned')
         return SignedChain(chain[0], tuple(chain[1:]), root)
 
     def _fingerprint_root(self) -> x509.Certificate:
@@ -353,7 +352,8 @@ class StepCAClient:
                     raise self._connection_error(e) from None
                 if len(data) > MAX_RESPONSE_BYTES:
                     conn.close()
-                    raise StepCAError(INVALID_RESPONSE, f"the CA's answer to {path} is larger than {MAX_RESPONSE_BYTES} bytes")
+                    raise StepCAError(INVALID_RESPONSE,
+                                      f"the CA's answer to {path} is larger than {MAX_RESPONSE_BYTES} bytes")
                 if response.will_close:
                     conn.close()
                 else:
@@ -379,15 +379,16 @@ class StepCAClient:
     def _connection_error(self, e: BaseException) -> StepCAError:
         where = f"{self._host}:{self._port}"
         if isinstance(e, ssl.SSLCertVerificationError):
-            return StepCAError(TLS_VERIFICATION_FAILED,
-                               f"the CA's TLS certificate at {where} does not verify against caBundle: {e.verify_message}")
+            return StepCAError(TLS_VERIFICATION_FAILED, f"the CA's TLS certificate at {where} does not verify "
+                                                        f"against caBundle: {e.verify_message}")
         if isinstance(e, ssl.SSLError):
             return StepCAError(UNREACHABLE, f"TLS handshake with {where} failed: {e.reason or e}")
         if isinstance(e, TimeoutError):
             return StepCAError(UNREACHABLE, f"no answer from {where} within {self._timeout:g} s")
         if isinstance(e, ConnectionRefusedError):
             return StepCAError(UNREACHABLE, f"connection to {where} refused")
-        return StepCAError(UNREACHABLE, f"connection to {where} failed: {e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__}")
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        return StepCAError(UNREACHABLE, f"connection to {where} failed: {cause}")
 
 
 class StepCAClients:
@@ -438,10 +439,11 @@ def _decrypt_provisioner(name: str, kid: str, public: Any, encrypted: str, passw
     algorithm = str(header.get("alg", ""))
     iterations = header.get("p2c")
     if not algorithm.startswith("PBES2-"):
-        raise StepCAError(UNSUPPORTED_PROVISIONER, f'provisioner "{name}" key is encrypted with {algorithm or "no algorithm"}, not PBES2')
-    if not isinstance(iterations, int) or not 0 < iterations <= MAX_PBKDF2_ITERATIONS:
         raise StepCAError(UNSUPPORTED_PROVISIONER,
-                          f'provisioner "{name}" key asks for {iterations} PBKDF2 iterations; certmint accepts up to {MAX_PBKDF2_ITERATIONS}')
+                          f'provisioner "{name}" key is encrypted with {algorithm or "no algorithm"}, not PBES2')
+    if not isinstance(iterations, int) or not 0 < iterations <= MAX_PBKDF2_ITERATIONS:
+        raise StepCAError(UNSUPPORTED_PROVISIONER, f'provisioner "{name}" key asks for {iterations} PBKDF2 '
+                                                   f"iterations; certmint accepts up to {MAX_PBKDF2_ITERATIONS}")
     secret = jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(password).rstrip(b"=").decode("ascii"))
     payload = None
     try:
@@ -452,20 +454,24 @@ def _decrypt_provisioner(name: str, kid: str, public: Any, encrypted: str, passw
         pass  # raised below, outside this block, so no library exception is chained to ours
     del secret
     if payload is None:
-        raise StepCAError(WRONG_PASSWORD, f'the key of provisioner "{name}" does not decrypt with the password from passwordRef')
+        raise StepCAError(WRONG_PASSWORD,
+                          f'the key of provisioner "{name}" does not decrypt with the password from passwordRef')
     key = None
     try:
         key = jwk.JWK.from_json(payload)
     except (JWException, ValueError, TypeError):
         pass
     if key is None or not key.has_private:
-        raise StepCAError(UNSUPPORTED_PROVISIONER, f'provisioner "{name}" key decrypts to something that is not a private JWK')
+        raise StepCAError(UNSUPPORTED_PROVISIONER,
+                          f'provisioner "{name}" key decrypts to something that is not a private JWK')
     if isinstance(public, dict) and not _same_public_key(key, public):
-        raise StepCAError(UNSUPPORTED_PROVISIONER, f'provisioner "{name}" encrypted key does not match its published key')
-    algorithm = key.get("alg") or _JWS_ALGORITHMS.get((key.get("kty"), key.get("crv")))
-    if algorithm not in set(_JWS_ALGORITHMS.values()) | {"RS384", "RS512", "PS256", "PS384", "PS512"}:
-        raise StepCAError(UNSUPPORTED_PROVISIONER, f'provisioner "{name}" key has no JWS algorithm certmint can sign with')
-    return Provisioner(name=name, kid=kid, algorithm=str(algorithm), _key=key)
+        raise StepCAError(UNSUPPORTED_PROVISIONER,
+                          f'provisioner "{name}" encrypted key does not match its published key')
+    signing = key.get("alg") or _JWS_ALGORITHMS.get((key.get("kty"), key.get("crv")))
+    if signing not in set(_JWS_ALGORITHMS.values()) | {"RS384", "RS512", "PS256", "PS384", "PS512"}:
+        raise StepCAError(UNSUPPORTED_PROVISIONER,
+                          f'provisioner "{name}" key has no JWS algorithm certmint can sign with')
+    return Provisioner(name=name, kid=kid, algorithm=str(signing), _key=key)
 
 
 def _jwe_header(compact: str) -> dict[str, Any]:
@@ -526,7 +532,8 @@ def _http_error(status: int, body: bytes, doing: str) -> StepCAError:
     message = message[:500] or f"HTTP {status}"
     if 400 <= status < 500:
         return StepCAError(REFUSED, f"the CA refused {doing}: {message}")
-    return StepCAError(SERVER_ERROR if status >= 500 else INVALID_RESPONSE, f"the CA failed {doing}: {message} (HTTP {status})")
+    reason = SERVER_ERROR if status >= 500 else INVALID_RESPONSE
+    return StepCAError(reason, f"the CA failed {doing}: {message} (HTTP {status})")
 
 
 def _closed_by_peer(sock: Any) -> bool:
