@@ -316,14 +316,16 @@ def test_rendering_with_options(helm):
 VERBS_READ = {"get", "list", "watch"}
 STATUS_WRITE = {"get", "patch", "update"}
 SECRET_VERBS = {"get", "list", "watch", "create", "patch"}
+CONFIGMAP_VERBS = {"get", "list", "watch", "create", "patch", "update"}  # the CRLs; never delete
 
 
 def expected_namespaced(scope: str) -> set[tuple[str, str, str, str]]:
     out = set()
-    for resource in ("certmint.io/certificates", "certmint.io/issuers"):
+    for resource in ("certmint.io/certificates", "certmint.io/issuers", "certmint.io/certificaterevocations"):
         out |= {(scope, resource, v, "*any*") for v in VERBS_READ}
         out |= {(scope, resource + "/status", v, "*any*") for v in STATUS_WRITE}
     out |= {(scope, "secrets", v, "*any*") for v in SECRET_VERBS}
+    out |= {(scope, "configmaps", v, "*any*") for v in CONFIGMAP_VERBS}
     out |= {(scope, "events", v, "*any*") for v in ("create", "patch")}
     return out
 
@@ -342,6 +344,7 @@ def test_rbac_is_exactly_what_the_operator_needs(helm):
     watched = helm.template("--set", "namespaces={team-a,team-b}")
     assert grants(watched) == (expected_namespaced("team-a") | expected_namespaced("team-b") | CLUSTER_ISSUERS
                                | LEASES | {(RELEASE_NS, "secrets", "get", "*any*"),
+                                           *{(RELEASE_NS, "configmaps", v, "*any*") for v in CONFIGMAP_VERBS},
                                            ("default", "events", "create", "*any*"),
                                            ("default", "events", "patch", "*any*")})
     # a watched cluster resource namespace (or "default") needs no extra Role
@@ -485,6 +488,9 @@ def test_service_account_permissions(namespaced, kubectl):
         ("get", "leases.coordination.k8s.io/someone-else", RELEASE_NS, None),
         ("create", "leases.coordination.k8s.io", a, None), ("delete", "customresourcedefinitions", None, None),
         ("create", "serviceaccounts/token", RELEASE_NS, None), ("impersonate", "users", None, None),
+        ("delete", "configmaps", a, None), ("delete", "configmaps", RELEASE_NS, None),
+        ("list", "configmaps", UNWATCHED, None), ("create", "certificaterevocations.certmint.io", a, None),
+        ("delete", "certificaterevocations.certmint.io", a, None),
     ]
     can = [
         ("create", "secrets", a, None), ("patch", "secrets", b, None), ("watch", "secrets", b, None),
@@ -495,6 +501,9 @@ def test_service_account_permissions(namespaced, kubectl):
         ("create", "events", a, None), ("patch", "events", b, None), ("create", "events", "default", None),
         ("create", "leases.coordination.k8s.io", RELEASE_NS, None),
         ("update", f"leases.coordination.k8s.io/{RELEASE}", RELEASE_NS, None),
+        ("patch", "configmaps", a, None), ("watch", "configmaps", b, None), ("create", "configmaps", RELEASE_NS, None),
+        ("watch", "certificaterevocations.certmint.io", a, None),
+        ("patch", "certificaterevocations.certmint.io", b, "status"),
     ]
     wrong = [f"can {v} {r} in {ns or 'the cluster'}" for v, r, ns, sub in cannot if can_i(kubectl, v, r, ns, sub)]
     wrong += [f"cannot {v} {r}{'/' + sub if sub else ''} in {ns or 'the cluster'}"
