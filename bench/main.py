@@ -13,9 +13,12 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import report, stats
+from bench import report, stats, stepca
 from bench.kube import REPO, BenchError, progress
 from bench.scenarios import ALIASES, SCENARIOS, Config
+
+SCENARIOS = {**SCENARIOS, "stepca": stepca.scenario}  # an external CA; runs only with --only stepca
+report.ROWS.extend(stepca.ROWS)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ORDER = ("throughput", "memory", "storm")  # soak only when asked: it takes an hour

@@ -12,6 +12,7 @@ with, so "certmint / CLI" says whether certmint's client is ever the slower side
 from __future__ import annotations
 
 import datetime as dt
+import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the step-ca fixture lives with the tests
 import stepca as fixture  # noqa: E402
 
+from bench.report import Row  # noqa: E402
+
 N = 200
 QUICK_N = 50
 CONCURRENCY = 4
@@ -40,6 +43,18 @@ DURATION = dt.timedelta(hours=24)
 
 def _name(i: int, who: str) -> str:
     return f"{who}-{i}.example.test"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc: what the CA itself spent on a window."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ca_figures(ca: fixture.StepCA, n: int, cpu_before: float) -> dict[str, Any]:
+    assert ca.process is not None
+    cpu = _cpu_seconds(ca.process.pid) - cpu_before
+    return {"ca_cpu_seconds": round(cpu, 3), "ca_cpu_ms_per_certificate": round(1000 * cpu / n, 2)}
 
 
 def certmint_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY) -> dict[str, Any]:
@@ -53,6 +68,8 @@ def certmint_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY
         csr = build_csr(CertificateTemplate(subject=Subject(common_name=name), dns_names=(name,)), key)
         return client.sign(provisioner, csr, not_after=DURATION).leaf.serial_number
 
+    assert ca.process is not None
+    cpu_before = _cpu_seconds(ca.process.pid)
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         serials = list(pool.map(one, range(n)))
@@ -60,7 +77,7 @@ def certmint_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY
     client.close()
     return {"n": n, "concurrency": concurrency, "seconds": round(seconds, 3), "per_second": round(n / seconds, 1),
             "unique_serials": len(set(serials)), "connections": client.connections_opened,
-            "requests": client.requests_sent}
+            "requests": client.requests_sent, **_ca_figures(ca, n, cpu_before)}
 
 
 def cli_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY) -> dict[str, Any]:
@@ -80,13 +97,16 @@ def cli_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY) -> 
         ca.step("ca", "certificate", _name(i, "cli"), str(out / f"{i}.crt"), str(out / f"{i}.key"),
                 "--token", tokens[i], "--kty", "EC", "--curve", "P-256", "--not-after", "24h", "--force", *common)
 
+    assert ca.process is not None
+    cpu_before = _cpu_seconds(ca.process.pid)
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(certificate, range(n)))
     seconds = time.monotonic() - started
+    cpu = _ca_figures(ca, n, cpu_before)
     serials = {x509.load_pem_x509_certificate((out / f"{i}.crt").read_bytes()).serial_number for i in range(n)}
     return {"n": n, "concurrency": concurrency, "seconds": round(seconds, 3), "per_second": round(n / seconds, 1),
-            "unique_serials": len(serials)}
+            "unique_serials": len(serials), **cpu}
 
 
 def measure(directory: Path, n: int = N, runs: int = 1) -> dict[str, Any]:
@@ -101,8 +121,11 @@ def measure(directory: Path, n: int = N, runs: int = 1) -> dict[str, Any]:
         ca.close()
     ours = statistics.median(r["certmint"]["per_second"] for r in runs_out)
     theirs = statistics.median(r["cli"]["per_second"] for r in runs_out)
+    ca_ms = statistics.median(r["certmint"]["ca_cpu_ms_per_certificate"] for r in runs_out)
     return {"n": n, "concurrency": CONCURRENCY, "certmint_per_second": ours, "cli_per_second": theirs,
-            "ratio": round(ours / theirs, 2), "runs": runs_out}
+            "ratio": round(ours / theirs, 2), "ca_cpu_ms_per_certificate": ca_ms,
+            # what one core of step-ca could sign if nothing else ran: its own ceiling
+            "ca_one_core_per_second": round(1000 / ca_ms, 1) if ca_ms else None, "runs": runs_out}
 
 
 def scenario(cfg: Any, workdir: Path) -> dict[str, Any]:
@@ -118,5 +141,15 @@ def scenario(cfg: Any, workdir: Path) -> dict[str, Any]:
     except (RuntimeError, subprocess.CalledProcessError) as e:
         raise BenchError(f"step-ca scenario: {e}") from e
     progress(f"stepca: {n} ECDSA certificates, {CONCURRENCY} at a time: certmint {result['certmint_per_second']}/s, "
-             f"step CLI {result['cli_per_second']}/s (certmint / CLI = {result['ratio']})")
+             f"step CLI {result['cli_per_second']}/s (certmint / CLI = {result['ratio']}); step-ca spends "
+             f"{result['ca_cpu_ms_per_certificate']} ms CPU per certificate")
     return result
+
+
+ROWS = [
+    Row("step-ca: certmint client, ECDSA certificates/s", ("stepca", "certmint_per_second"), "{:.1f}"),
+    Row("step-ca: step CLI against the same CA, certificates/s", ("stepca", "cli_per_second"), "{:.1f}"),
+    Row("step-ca: certmint / step CLI", ("stepca", "ratio"), "{:.2f}", ">= 1", lambda v: v >= 1),
+    Row("step-ca: CA CPU per certificate (ms)", ("stepca", "ca_cpu_ms_per_certificate"), "{:.2f}"),
+    Row("step-ca: one CA core's ceiling, certificates/s", ("stepca", "ca_one_core_per_second"), "{:.0f}"),
+]

@@ -290,7 +290,8 @@ def test_throughput_against_the_cas_own_rate(ca):
     theirs = stepca_bench.cli_rate(ca, stepca_bench.N)
     print(f"\nstep-ca, {stepca_bench.N} ECDSA P-256 certificates, {stepca_bench.CONCURRENCY} at a time: "
           f"certmint client {ours['per_second']}/s ({ours['seconds']} s, {ours['connections']} connections), "
-          f"step CLI {theirs['per_second']}/s ({theirs['seconds']} s)")
+          f"step CLI {theirs['per_second']}/s ({theirs['seconds']} s); step-ca CPU per certificate "
+          f"{ours['ca_cpu_ms_per_certificate']} ms (certmint) / {theirs['ca_cpu_ms_per_certificate']} ms (CLI)")
     assert ours["unique_serials"] == theirs["unique_serials"] == stepca_bench.N
     assert ours["connections"] <= stepca_bench.CONCURRENCY
     # Both sides make a key, a CSR and the same POST; the CLI also starts a process per
