@@ -75,7 +75,7 @@ def test_renewals_under_load_drop_no_request(tmp_path):
     renewals = Renewals(tmp_path)
     with MTLS(renewals.server_volume.directory) as server, MTLS(renewals.client_volume.directory) as client, \
             serving(server) as url:
-        traffic = Traffic.asyncio(lambda: MTLSClient(client), lambda c: whoami_request(c, url), concurrency=4)
+        traffic = Traffic.asyncio(lambda: MTLSClient(client), lambda c: whoami_request(c, url), concurrency=8)
         traffic.wait_for(renewals.client.serial, renewals.server.serial)
         report = renewals.rotate(server, client, traffic)
     print(f"\nuvicorn + aiohttp client across 3 renewals of both certificates: {report}")
