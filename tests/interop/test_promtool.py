@@ -32,7 +32,9 @@ SEED_EXPRESSIONS = {
     "CertificateNotReady": 'certmanager_certificate_ready_status{condition="False"} == 1',
     "CertmintOperatorDown": 'absent(up{job="certmint"} == 1)',
 }
-ALERTS = {*SEED_EXPRESSIONS, "IssuerNotReady"}
+ALERTS = {*SEED_EXPRESSIONS, "IssuerNotReady", "CRLNotRefreshed", "CRLExpired"}
+# Recording rules: the name seed 001's rules use, from the name certmint (and cert-manager) export.
+RECORDS = {"cert_manager_certificate_expiration_timestamp_seconds": "certmanager_certificate_expiration_timestamp_seconds"}
 SEVERITIES = {"critical", "warning", "info"}
 # Series Prometheus itself makes for every scrape target: allowed besides the operator's.
 SCRAPE_SERIES = {"up"}
@@ -49,13 +51,22 @@ def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess:
 
 
 def load_rules() -> dict[str, dict]:
+    """The alerting rules, by alert name."""
     rules = {}
     for group in yaml.safe_load(RULES.read_text())["groups"]:
         for rule in group["rules"]:
-            assert "alert" in rule, f"only alerting rules belong in {RULES.name}: {rule}"
+            if "record" in rule:
+                continue
+            assert "alert" in rule, f"an alerting or recording rule: {rule}"
             assert rule["alert"] not in rules, f"alert {rule['alert']} is defined twice"
             rules[rule["alert"]] = rule
     return rules
+
+
+def load_records() -> dict[str, str]:
+    """The recording rules: recorded name -> expression."""
+    return {rule["record"]: rule["expr"].strip() for group in yaml.safe_load(RULES.read_text())["groups"]
+            for rule in group["rules"] if "record" in rule}
 
 
 def exported_series_names() -> set[str]:
@@ -101,7 +112,7 @@ def grafana_to_promql(expr: str) -> str:
 def test_promtool_check_rules_accepts_the_rules():
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, f"promtool check rules failed:\n{result.stdout}\n{result.stderr}"
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout, result.stdout
+    assert f"SUCCESS: {len(ALERTS) + len(RECORDS)} rules found" in result.stdout, result.stdout
 
 
 def test_promtool_rule_unit_tests_pass():
@@ -112,6 +123,7 @@ def test_promtool_rule_unit_tests_pass():
 
 def test_the_rules_define_the_documented_alerts():
     assert set(load_rules()) == ALERTS
+    assert load_records() == RECORDS
 
 
 def test_the_users_expressions_are_kept_verbatim():
@@ -130,7 +142,8 @@ def test_every_rule_has_a_for_duration_a_severity_and_annotations():
         annotations = rule.get("annotations", {})
         assert {"summary", "description"} <= set(annotations), f"{alert}: needs summary and description"
         if alert != "CertmintOperatorDown":  # absent() has no labels to show
-            assert "$labels.name" in annotations["summary"], f"{alert}: the summary should name the object"
+            assert "$labels.name" in annotations["summary"] or "$labels.issuer_name" in annotations["summary"], \
+                f"{alert}: the summary should name the object"
 
 
 def test_the_unit_tests_make_every_alert_fire_and_stay_silent():
@@ -158,10 +171,86 @@ def test_the_unit_tests_make_every_alert_fire_and_stay_silent():
 
 def test_the_rules_use_only_metrics_the_operator_exports():
     exported = exported_series_names() | SCRAPE_SERIES
-    for alert, rule in load_rules().items():
-        used = metric_names(rule["expr"])
-        assert used, f"{alert}: no metric found in {rule['expr']!r}"
+    for alert, expr in [*((a, r["expr"]) for a, r in load_rules().items()), *load_records().items()]:
+        used = metric_names(expr)
+        assert used, f"{alert}: no metric found in {expr!r}"
         assert used <= exported, f"{alert} uses metrics certmint does not export: {sorted(used - exported)}"
+
+
+# Seed 001's alert rules, verbatim: they use cert_manager_..., which only the recording rule provides.
+SEED_001_RULES = """\
+groups:
+  - name: virtrigaud.certificates
+    rules:
+      - alert: CertificateExpiringSoon
+        expr: (cert_manager_certificate_expiration_timestamp_seconds - time()) / 86400 < 30
+        for: 1h
+        labels:
+          severity: warning
+        annotations:
+          summary: "Certificate expiring soon"
+          description: "Certificate {{ $labels.name }} expires in less than 30 days"
+
+      - alert: CertificateExpired
+        expr: cert_manager_certificate_expiration_timestamp_seconds < time()
+        for: 0m
+        labels:
+          severity: critical
+        annotations:
+          summary: "Certificate expired"
+          description: "Certificate {{ $labels.name }} has expired"
+"""
+
+SEED_001_TESTS = """\
+rule_files: [recording.yaml, seed.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'certmanager_certificate_expiration_timestamp_seconds{job="certmint",name="agent-01",namespace="netstress",issuer_name="agents-ca",issuer_kind="Issuer",issuer_group="certmint.io"}'
+        values: '864000x120'
+      - series: 'certmanager_certificate_expiration_timestamp_seconds{job="certmint",name="legacy",namespace="netstress",issuer_name="agents-ca",issuer_kind="Issuer",issuer_group="certmint.io"}'
+        values: '1800x120'
+    alert_rule_test:
+      - eval_time: 59m
+        alertname: CertificateExpiringSoon
+        exp_alerts: []
+      - eval_time: 61m
+        alertname: CertificateExpiringSoon
+        exp_alerts:
+          - exp_labels: {severity: warning, job: certmint, name: agent-01, namespace: netstress,
+                         issuer_name: agents-ca, issuer_kind: Issuer, issuer_group: certmint.io}
+            exp_annotations: {summary: Certificate expiring soon,
+                              description: Certificate agent-01 expires in less than 30 days}
+          - exp_labels: {severity: warning, job: certmint, name: legacy, namespace: netstress,
+                         issuer_name: agents-ca, issuer_kind: Issuer, issuer_group: certmint.io}
+            exp_annotations: {summary: Certificate expiring soon,
+                              description: Certificate legacy expires in less than 30 days}
+      - eval_time: 20m
+        alertname: CertificateExpired
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: CertificateExpired
+        exp_alerts:
+          - exp_labels: {severity: critical, job: certmint, name: legacy, namespace: netstress,
+                         issuer_name: agents-ca, issuer_kind: Issuer, issuer_group: certmint.io}
+            exp_annotations: {summary: Certificate expired, description: Certificate legacy has expired}
+"""
+
+
+def test_seed_rules_spelled_cert_manager_work_with_the_recording_rule(tmp_path):
+    """Seed 001's rules, as written, fire on certmint's series through the recording rule, and
+    without it they see nothing (the test can fail)."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    recording = [g for g in groups if any("record" in r for r in g["rules"])]
+    (tmp_path / "recording.yaml").write_text(yaml.safe_dump({"groups": recording}))
+    (tmp_path / "seed.yaml").write_text(SEED_001_RULES)
+    (tmp_path / "seed.test.yaml").write_text(SEED_001_TESTS)
+    result = promtool("test", "rules", "seed.test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    (tmp_path / "recording.yaml").write_text(yaml.safe_dump({"groups": []}))
+    without = promtool("test", "rules", "seed.test.yaml", cwd=tmp_path)
+    assert without.returncode != 0, "the seed's rules fired without the recording rule"
 
 
 # --- the Grafana dashboard -----------------------------------------------------------------------
