@@ -113,6 +113,8 @@ def test_clients_are_shared_per_url_and_bundle():
     assert clients.get(URL + "/", ROOT_PEM) is a
     assert clients.get(URL, self_signed("x").public_bytes(serialization.Encoding.PEM)) is not a
     assert len(made) == len(clients) == 2
+    clients.retain([(URL, ROOT_PEM)])  # the other bundle's issuer is gone
+    assert len(clients) == 1 and clients.get(URL, ROOT_PEM) is a
     clients.close()
     assert len(clients) == 0
 

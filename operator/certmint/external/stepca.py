@@ -37,7 +37,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -402,12 +402,25 @@ class StepCAClients:
         self._lock = threading.Lock()
 
     def get(self, url: str, ca_bundle: bytes) -> StepCAClient:
-        key = (url.rstrip("/"), hashlib.sha256(ca_bundle).hexdigest())
+        key = self._key(url, ca_bundle)
         with self._lock:
             client = self._clients.get(key)
             if client is None:
                 client = self._clients[key] = self._factory(url, ca_bundle)
             return client
+
+    def retain(self, in_use: Iterable[tuple[str, bytes]]) -> None:
+        """Close and forget the clients of every (URL, caBundle) not in in_use, e.g. after an
+        issuer changed its caBundle or was deleted."""
+        keep = {self._key(url, bundle) for url, bundle in in_use}
+        with self._lock:
+            gone = [self._clients.pop(key) for key in list(self._clients) if key not in keep]
+        for client in gone:
+            client.close()
+
+    @staticmethod
+    def _key(url: str, ca_bundle: bytes) -> tuple[str, str]:
+        return url.rstrip("/"), hashlib.sha256(ca_bundle).hexdigest()
 
     def __len__(self) -> int:
         return len(self._clients)
