@@ -72,13 +72,13 @@ OTHER_ISSUER = IssuerKey("ClusterIssuer", "root")
 
 @pytest.mark.parametrize("spec, expected", [
     ({"certificateName": "agent-01", "reason": "keyCompromise"},
-     dict(certificate_name="agent-01", revisions=CURRENT, reason="keyCompromise")),
+     {"certificate_name": "agent-01", "revisions": CURRENT, "reason": "keyCompromise"}),
     ({"certificateName": "agent-01", "revisions": "AllValid", "reason": "superseded"},
-     dict(certificate_name="agent-01", revisions=ALL_VALID, reason="superseded")),
+     {"certificate_name": "agent-01", "revisions": ALL_VALID, "reason": "superseded"}),
     ({"issuerRef": {"name": "agents-ca"}, "serialNumber": "5f:3A:09", "reason": "certificateHold"},
-     dict(issuer_kind="Issuer", issuer_name="agents-ca", serial=0x5F3A09, reason="certificateHold")),
+     {"issuer_kind": "Issuer", "issuer_name": "agents-ca", "serial": 0x5F3A09, "reason": "certificateHold"}),
     ({"issuerRef": {"name": "root", "kind": "ClusterIssuer"}, "serialNumber": "0A", "reason": "unspecified"},
-     dict(issuer_kind="ClusterIssuer", issuer_name="root", serial=10, reason="unspecified")),
+     {"issuer_kind": "ClusterIssuer", "issuer_name": "root", "serial": 10, "reason": "unspecified"}),
 ])
 def test_good_specs(spec, expected):
     parsed = parse_revocation_spec(spec)
@@ -371,8 +371,9 @@ def test_the_crl_number_never_repeats():
 
 def test_a_crl_too_large_for_a_configmap_is_refused(ca):
     entries = [entry(random_serial()) for _ in range(16_000)]
-    with pytest.raises(PKIError, match="more than a ConfigMap holds"):
+    with pytest.raises(PKIError, match="more than a ConfigMap holds") as raised:
         published(ca, entries)
+    assert raised.value.reason == "CRLTooLarge"
 
 
 # ------------------------------------------------------------------ when to sign
@@ -526,3 +527,20 @@ def test_revocations_survive_restarts_deletions_and_keep_numbers_growing(ca):
     # the scheduled refresh: a new number, the same entries
     configmap, number, publication = reconcile(configmap, number, live, NOW + 3 * HOUR + 16 * HOUR)
     assert number == 3 and parse_crl(publication.der).serials() == {0xA1}
+
+
+def test_crl_published_condition_of_the_issuer(ca):
+    from certmint.pki.crl import CRL_SIGN_NOT_ALLOWED, CRLError
+    from certmint.revocation import crl_problem, crl_published_condition
+
+    plan, publication = published(ca, (entry(1), entry(2)), number=4)
+    message = ("CRL number 4 lists 2 revoked certificates, valid until 2026-06-02T12:00:00Z; "
+               "published in ConfigMap agents-ca-crl (ca.crl)")
+    assert crl_published_condition(publication.status, None) == ("True", "Published", message)
+    assert crl_published_condition(None, None)[:2] == ("False", "NotPublished")
+    no_crl_sign = make_ca(ECDSA, usages=("cert sign", "digital signature"))
+    with pytest.raises(CRLError) as raised:
+        publish(no_crl_sign, CA_ISSUER, NS, (entry(1),), plan)
+    assert raised.value.reason == CRL_SIGN_NOT_ALLOWED
+    status, reason, message = crl_published_condition(publication.status, crl_problem(raised.value))
+    assert (status, reason) == ("False", "CRLSignNotAllowed") and "crl sign" in message

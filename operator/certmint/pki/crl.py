@@ -26,8 +26,10 @@ from certmint.pki.signing import CASigner, signature_hash
 from certmint.pki.types import PKIError
 
 __all__ = [
+    "CRL_SIGN_NOT_ALLOWED",
     "REASONS",
     "UNSPECIFIED",
+    "CRLError",
     "ParsedCRL",
     "RevokedCertificate",
     "build_crl",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 UNSPECIFIED = "unspecified"
+CRL_SIGN_NOT_ALLOWED = "CRLSignNotAllowed"
 
 #: RFC 5280 reason names (as the CertificateRevocation's `reason` spells them) and their
 #: code. removeFromCRL is absent: it only has a meaning in delta CRLs, and a released hold
@@ -61,6 +64,15 @@ _REASON_NAMES = {flag: name for name, flag in REASONS.items()}
 _MAX_SERIAL = 2 ** (20 * 8 - 1) - 1
 
 E = TypeVar("E", bound=x509.ExtensionType)
+
+
+class CRLError(PKIError):
+    """A CRL cannot be published. reason is a CamelCase condition reason, message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 @dataclass(frozen=True, order=True)
@@ -107,7 +119,7 @@ def check_can_sign_crl(ca: x509.Certificate) -> None:
     issuer certificate has a keyUsage without cRLSign."""
     key_usage = extension_value(ca, x509.KeyUsage)
     if key_usage is not None and not key_usage.crl_sign:
-        raise PKIError('the CA certificate may not sign CRLs: its keyUsage lacks cRLSign (add the "crl sign" '
+        raise CRLError(CRL_SIGN_NOT_ALLOWED, 'the CA certificate may not sign CRLs: its keyUsage lacks cRLSign (add the "crl sign" '
                        "usage to the CA's Certificate and re-issue it)")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from cryptography import x509
 
 from certmint.pki.crl import (
+    CRLError,
     ParsedCRL,
     RevokedCertificate,
     build_crl,
@@ -55,6 +56,7 @@ __all__ = [
     "configmap_name",
     "configmap_namespace",
     "crl_configmap",
+    "crl_problem",
     "crl_status",
     "desired_entries",
     "http_path",
@@ -64,7 +66,6 @@ __all__ = [
     "publish",
     "read_ledger",
     "refresh_time",
-    "too_large_problem",
 ]
 
 CONFIGMAP_SUFFIX = "-crl"
@@ -256,13 +257,13 @@ def crl_configmap(issuer: IssuerKey, namespace: str, crl: x509.CertificateRevoca
                   entries: Iterable[RevokedCertificate], number: int) -> dict[str, Any]:
     """The CRL ConfigMap to apply (server-side) after signing crl from entries with number.
 
-    Raises PKIError (reason CRL_TOO_LARGE in docs) when it would exceed the API server's limit.
+    Raises CRLError (reason CRLTooLarge) when it would exceed the API server's limit.
     """
     ordered = sorted(entries, key=lambda e: e.serial)  # build_crl's order
     data = {CRL_KEY: crl_pem(crl).decode(), NOT_AFTER_KEY: _encode_not_after(ordered, number)}
     size = sum(len(k) + len(v) for k, v in data.items())
     if size > MAX_CONFIGMAP_BYTES:
-        raise PKIError(f"the CRL of {issuer} lists {len(ordered)} certificates and would take {size:,} bytes, "
+        raise CRLError(CRL_TOO_LARGE, f"the CRL of {issuer} lists {len(ordered)} certificates and would take {size:,} bytes, "
                        f"more than a ConfigMap holds ({MAX_CONFIGMAP_BYTES:,})")
     return {
         "apiVersion": "v1",
@@ -278,8 +279,9 @@ def crl_configmap(issuer: IssuerKey, namespace: str, crl: x509.CertificateRevoca
     }
 
 
-def too_large_problem(error: PKIError) -> Problem:
-    return Problem(CRL_TOO_LARGE, str(error))
+def crl_problem(error: PKIError) -> Problem:
+    """The Problem for a PKIError raised by publish: its reason when it has one."""
+    return Problem(getattr(error, "reason", "CRLSigningFailed"), str(error))
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ def publish(signer: CASigner, issuer: IssuerKey, namespace: str, entries: Iterab
             plan: CRLPlan) -> Publication:
     """Sign the CRL plan asks for (plan.sign must be true) and lay out its ConfigMap and status.
 
-    PKIError when the CA may not sign CRLs or the CRL outgrows a ConfigMap (too_large_problem).
+    CRLError when the CA may not sign CRLs (CRLSignNotAllowed) or the CRL outgrows a ConfigMap
+    (CRLTooLarge); crl_problem turns it into the issuer's CRLPublished condition.
     """
     ordered = tuple(sorted(entries, key=lambda e: e.serial))
     crl = build_crl(signer, ordered, plan.number, plan.this_update, plan.next_update)

@@ -19,6 +19,7 @@ from certmint.revocation.spec import IssuerKey, RevocationSpec, format_serial
 
 __all__ = [
     "CRL_NOT_ENABLED",
+    "CRL_PUBLISHED",
     "INVALID_SPEC",
     "ISSUER_CANNOT_PUBLISH_CRL",
     "ISSUER_NOT_FOUND",
@@ -26,6 +27,7 @@ __all__ = [
     "READY",
     "REVOKED",
     "IssuerCRL",
+    "crl_published_condition",
     "issuer_crl",
     "publication_problem",
     "revocation_status",
@@ -40,6 +42,10 @@ ISSUER_NOT_FOUND = "IssuerNotFound"
 ISSUER_CANNOT_PUBLISH_CRL = "IssuerCannotPublishCRL"
 CRL_NOT_ENABLED = "CRLNotEnabled"
 INVALID_SPEC = "InvalidSpec"
+
+#: The issuer's condition about its CRL, beside Ready (which says whether it can sign
+#: certificates: a CRL that cannot be published does not stop issuance).
+CRL_PUBLISHED = "CRLPublished"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,22 @@ def issuer_crl(spec: IssuerSpec, ledger: Ledger | None, problem: Problem | None 
     return IssuerCRL(kind=spec.kind, crl_enabled=spec.crl_validity is not None,
                      published=published.serials() if published else frozenset(),
                      number=published.number if published else None, problem=problem)
+
+
+def crl_published_condition(crl_status: Mapping[str, Any] | None, problem: Problem | None
+                            ) -> tuple[str, str, str]:
+    """(status, reason, message) of an issuer's CRLPublished condition.
+
+    crl_status is the issuer's status.crl (crl_status of the last publication), problem why
+    the last attempt failed (crl_problem of the CRLError, or the CA Secret's CAError).
+    """
+    if problem is not None:
+        return "False", problem.reason, problem.message
+    if not crl_status:
+        return "False", "NotPublished", "no CRL has been published yet"
+    message = (f"CRL number {crl_status['number']} lists {crl_status['revokedCertificates']} revoked certificates, "
+               f"valid until {crl_status['nextUpdate']}; published in ConfigMap {crl_status['configMap']} (ca.crl)")
+    return "True", "Published", message
 
 
 def self_signed_problem(issuer: IssuerKey) -> Problem:
