@@ -13,12 +13,14 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import report, stats, stepca
+from bench import crl, report, stats, stepca
 from bench.kube import REPO, BenchError, progress
 from bench.scenarios import ALIASES, SCENARIOS, Config
 
 SCENARIOS = {**SCENARIOS, "stepca": stepca.scenario}  # an external CA; runs only with --only stepca
 report.ROWS.extend(stepca.ROWS)
+SCENARIOS["crl"] = crl.scenario  # pure CPU, no cluster; runs only with --only crl
+report.ROWS.extend(crl.ROWS)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ORDER = ("throughput", "memory", "storm")  # soak only when asked: it takes an hour
