@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the Go tools certmint needs (etcd, kube-apiserver, kubectl, helm) from the Go
-# module proxy and links them into .cache/bin. Each build is cached outside the clone,
-# keyed by version, so a second run or a fresh clone on the same machine reuses it.
+# Builds the Go tools certmint needs (etcd, kube-apiserver, kubectl, helm, and zlint, which
+# the tests lint every certificate with) from the Go module proxy and links them into
+# .cache/bin. Each build is cached outside the clone, keyed by version, so a second run or a
+# fresh clone on the same machine reuses it.
 #
-# usage: hack/build-tools.sh [etcd] [k8s] [helm] [step]     (default: all)
+# usage: hack/build-tools.sh [etcd] [k8s] [helm] [zlint] [step]     (default: all)
 #
 # `step` builds smallstep's step-ca and step CLI, which the step issuer's tests run as a real
 # external CA.
@@ -63,6 +64,14 @@ build_helm() {
 	build "$cache/helm-$v" helm "$flags" helm=helm.sh/helm/v3/cmd/helm
 }
 
+# zlint, the certificate and CRL linter the tests run on everything certmint issues. It is a
+# command, not a library: `go install` (go_install below) at a pinned version needs no wrapper module.
+zlint_version=v3.7.3
+
+build_zlint() {
+	go_install zlint github.com/zmap/zlint/v3/cmd/zlint "$zlint_version"
+}
+
 # step-ca and the step CLI are commands too. Both are pinned to the same release so the CLI
 # speaks exactly the CA's API. CGO_ENABLED=0 leaves out the PKCS#11/YubiKey backends (they
 # need C libraries) and gives static binaries; a file-based CA needs neither.
@@ -88,5 +97,5 @@ build_step() {
 	go_install step github.com/smallstep/cli/cmd/step "$step_version"
 }
 
-targets=${*:-etcd k8s helm step}
+targets=${*:-etcd k8s helm zlint step}
 for t in $targets; do "build_$t"; done

@@ -180,8 +180,59 @@ def get_json(kubectl, *args: str) -> dict:
 
 
 def secret_data(kubectl, namespace: str, name: str) -> dict[str, bytes]:
-    secret = get_json(kubectl, "secret", "-n", namespace, name)
-    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    secret = get_json(kubectl, "secret", "-n", namespace, name, "--show-managed-fields")
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    record_issued_certificates(secret, data, f"{namespace}/{name}")
+    return data
+
+
+# --- every certificate the operator issues is linted -------------------------------------------------
+# secret_data records the tls.crt and ca.crt the operator wrote (by managedFields: not what a test
+# planted or tampered with), and the end of the session lints each distinct certificate with
+# pkilint and zlint (tests/pkilint_zlint.py). Any ERROR finding fails the run.
+
+OPERATOR_FIELD_MANAGER = "certmint"
+ISSUED_CERTIFICATES: dict[bytes, str] = {}  # DER -> the first Secret key it was read from
+
+
+def record_issued_certificates(secret: dict, data: dict[str, bytes], where: str) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    owned: set[str] = set()
+    for entry in secret.get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == OPERATOR_FIELD_MANAGER:
+            owned |= set(((entry.get("fieldsV1") or {}).get("f:data") or {}))
+    for key in ("tls.crt", "ca.crt"):
+        if f"f:{key}" in owned and data.get(key):
+            for certificate in x509.load_pem_x509_certificates(data[key]):
+                ISSUED_CERTIFICATES.setdefault(certificate.public_bytes(serialization.Encoding.DER),
+                                               f"{where} {key} ({certificate.subject.rfc4514_string()})")
+
+
+_LINT_REPORT: list[str] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not ISSUED_CERTIFICATES:
+        return
+    from pkilint_zlint import lint_certificate
+
+    linted = [(where, lint_certificate(der)) for der, where in ISSUED_CERTIFICATES.items()]
+    failures = [(where, findings) for where, findings in linted if findings]
+    _LINT_REPORT.append(f"pkilint and zlint: {len(linted)} issued certificates linted, "
+                        f"{sum(len(findings) for _, findings in failures)} ERROR findings")
+    for where, findings in failures:
+        _LINT_REPORT.extend(f"  {where}: {finding}" for finding in findings)
+    if failures:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _LINT_REPORT:
+        terminalreporter.section("certificate lint")
+        for line in _LINT_REPORT:
+            terminalreporter.write_line(line)
 
 
 def write_secret_files(kubectl, namespace: str, name: str, directory: Path) -> dict[str, Path]:

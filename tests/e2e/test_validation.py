@@ -201,6 +201,22 @@ BAD = [
         ["exactly one of selfSigned or ca must be set"],
     ),
     ("cluster-issuer-neither", issuer({}, kind="ClusterIssuer"), ["exactly one of selfSigned or ca must be set"]),
+    (
+        "ecdsa-key-encipherment",
+        certificate(privateKey={"algorithm": "ECDSA"}, usages=["digital signature", "key encipherment"]),
+        ["spec.usages", "key encipherment and data encipherment need an RSA key; an ECDSA key only signs",
+         "RFC 8813, RFC 8410"],
+    ),
+    (
+        "ecdsa-data-encipherment",
+        certificate(privateKey={"algorithm": "ECDSA", "size": 384}, usages=["data encipherment", "server auth"]),
+        ["spec.usages", "need an RSA key; an ECDSA key only signs"],
+    ),
+    (
+        "ed25519-key-encipherment",
+        certificate(privateKey={"algorithm": "Ed25519"}, usages=["key encipherment"], isCA=True),
+        ["spec.usages", "need an RSA key; an Ed25519 key only signs", "or use privateKey.algorithm RSA"],
+    ),
 ]
 
 
@@ -273,6 +289,10 @@ GOOD = [
     ("uri-only", certificate(dnsNames=None, uris=["spiffe://cluster.local/ns/default/sa/web"])),
     ("email-only", certificate(dnsNames=None, emailAddresses=["ops@example.com"])),
     ("ed25519-size-ignored", certificate(privateKey={"algorithm": "Ed25519", "size": 256})),
+    ("rsa-key-encipherment", certificate(privateKey={"algorithm": "RSA"}, usages=["key encipherment", "data encipherment"])),
+    ("default-rsa-key-encipherment", certificate(usages=["digital signature", "key encipherment"])),
+    ("ecdsa-signing-only", certificate(privateKey={"algorithm": "ECDSA"}, usages=["digital signature", "server auth"])),
+    ("ed25519-default-usages", certificate(privateKey={"algorithm": "Ed25519"}, isCA=True)),
     ("short-lived", certificate(duration="1h", renewBefore="5m")),
     ("fractional", certificate(duration="1.5h", renewBefore="1h29m59s")),
     ("percentage", certificate(duration="90m", renewBeforePercentage=99)),

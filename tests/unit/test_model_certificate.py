@@ -62,14 +62,15 @@ def test_minimal_spec_gets_cert_managers_defaults():
 
 @pytest.mark.parametrize("private_key,is_ca,usages", [
     ({"algorithm": "RSA"}, False, ("digital signature", "key encipherment")),
-    ({"algorithm": "RSA"}, True, ("digital signature", "key encipherment", "cert sign")),
+    ({"algorithm": "RSA"}, True, ("digital signature", "cert sign")),  # RFC 3279: a CA key does not encipher
     ({"algorithm": "ECDSA"}, False, ("digital signature",)),
     ({"algorithm": "ECDSA", "size": 384}, True, ("digital signature", "cert sign")),
     ({"algorithm": "Ed25519"}, False, ("digital signature",)),
     ({"algorithm": "Ed25519"}, True, ("digital signature", "cert sign")),
 ])
 def test_default_usages_depend_on_the_key(private_key, is_ca, usages):
-    """Key encipherment is RSA key transport: ECDSA (RFC 8813) and Ed25519 (RFC 8410) keys must not have it."""
+    """Key encipherment is RSA key transport: ECDSA (RFC 8813) and Ed25519 (RFC 8410) keys must not have it,
+    and RFC 3279 recommends against it for an RSA key that signs certificates."""
     parsed = parse_certificate_spec(spec(privateKey=private_key, isCA=is_ca))
     assert parsed.template.usages == usages and parsed.usages_defaulted
 
@@ -300,11 +301,7 @@ def test_renew_before_percentage_kept(value):
 
 
 def test_is_ca_adds_cert_sign_once():
-    assert parse_certificate_spec(spec(isCA=True)).template.usages == (
-        "digital signature",
-        "key encipherment",
-        "cert sign",
-    )
+    assert parse_certificate_spec(spec(isCA=True)).template.usages == ("digital signature", "cert sign")
     parsed = parse_certificate_spec(spec(isCA=True, usages=["cert sign", "crl sign"]))
     assert parsed.template.usages == ("cert sign", "crl sign")
     assert parsed.template.is_ca

@@ -217,6 +217,18 @@ def test_a_lifetime_ending_one_second_before_the_signer_is_not_clamped():
     assert clamped.clamped and clamped.certificate.not_valid_after_utc == short_ca.certificate.not_valid_after_utc
 
 
+@pytest.mark.parametrize("is_ca,signed_by_ca", [(False, False), (True, False), (True, True)])
+def test_an_empty_subject_is_refused_where_it_would_be_an_issuer_name(is_ca, signed_by_ca):
+    template = dataclasses.replace(LEAF, subject=Subject(), is_ca=is_ca)
+    with pytest.raises(PKIError, match="needs a subject .*RFC 5280 forbids an empty issuer name"):
+        issue(template, key(), root() if signed_by_ca else None, NOW)
+
+
+def test_a_ca_signed_leaf_may_have_only_alternative_names():
+    certificate = issue(dataclasses.replace(LEAF, subject=Subject()), key(), root(), NOW).certificate
+    assert not certificate.subject and ext(certificate, x509.SubjectAlternativeName).critical
+
+
 def test_self_signed_is_never_clamped():
     result = issue(dataclasses.replace(LEAF, duration=3650 * DAY), key(), None, NOW)
     assert not result.clamped and lifetime(result.certificate) == 3650 * DAY
@@ -239,7 +251,8 @@ def test_signature_hash_fits_the_issuer_key(spec, hash_name):
     (CertificateTemplate(subject=Subject(countries=("Germany",))), "invalid subject"),
     (CertificateTemplate(dns_names=("bücher.example",)), "invalid subject alternative name"),
     (CertificateTemplate(dns_names=("a",), usages=("server",)), "unknown usage"),
-    (CertificateTemplate(dns_names=("a",), is_ca=True, name_constraints=NameConstraints(permitted_ip_ranges=("x",))),
+    (CertificateTemplate(subject=Subject(common_name="CA"), is_ca=True,
+                         name_constraints=NameConstraints(permitted_ip_ranges=("x",))),
      "invalid name constraint"),
 ])
 def test_invalid_templates_are_refused(template, message):

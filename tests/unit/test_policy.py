@@ -236,11 +236,11 @@ def test_a_certificate_clamped_to_its_ca_is_not_a_changed_request():
     assert d.renewal_time == d.not_after - lifetime / 3
 
 
-@pytest.mark.parametrize("is_ca", [False, True])
-@pytest.mark.parametrize("algorithm", ["ECDSA", "Ed25519"])
+@pytest.mark.parametrize("algorithm,is_ca", [("ECDSA", False), ("ECDSA", True), ("Ed25519", False),
+                                             ("Ed25519", True), ("RSA", True)])
 def test_an_old_default_usage_set_is_kept_until_renewal(algorithm, is_ca):
-    """Default usages once included key encipherment for every key; ECDSA and Ed25519 certificates made
-    that way are not re-issued for it (they get digital signature alone at their next renewal)."""
+    """Default usages once included key encipherment for every key; ECDSA, Ed25519 and RSA CA certificates
+    made that way are not re-issued for it (they get digital signature alone at their next renewal)."""
     spec = {**SPEC, "privateKey": {"algorithm": algorithm}, "isCA": is_ca}
     old_usages = ("digital signature", "key encipherment", *(("cert sign",) if is_ca else ()))
     old = legacy(spec, usages=old_usages)

@@ -5,7 +5,8 @@ defaults) and applies cert-manager's defaults here, in one place:
 
 - duration 2160h; usages "digital signature" and "key encipherment" for an RSA key, and
   "digital signature" alone for ECDSA and Ed25519 keys, which cannot encipher (RFC 8813,
-  RFC 8410); "cert sign" is added when isCA is true;
+  RFC 8410), and for CA keys (RFC 3279 recommends against enciphering with a key that signs
+  certificates); "cert sign" is added when isCA is true;
 - private key RSA 2048 when no algorithm is given, ECDSA 256 when the size is absent,
   Ed25519 ignores any size (as cert-manager does) and is always PKCS8; encoding PKCS1;
   rotationPolicy Always;
@@ -106,7 +107,7 @@ KEY_USAGES = (
     "netscape sgc",
 )
 USAGE_ALIASES = {"signing": "digital signature", "s/mime": "email protection"}
-#: The default for an RSA key; ECDSA and Ed25519 keys get "digital signature" alone.
+#: The default for an RSA end-entity key; ECDSA, Ed25519 and CA keys get "digital signature" alone.
 DEFAULT_USAGES = RSA_DEFAULT_USAGES
 
 KEY_ALGORITHMS = (RSA, ECDSA, ED25519)
@@ -372,7 +373,7 @@ def _parse_usages(spec: Mapping[str, Any], is_ca: bool, algorithm: str) -> tuple
     """
     written = get_str_list(spec, "usages", "usages")
     usages: list[str] = []
-    for index, usage in enumerate(written or default_usages(algorithm)):
+    for index, usage in enumerate(written or default_usages(algorithm, is_ca)):
         if usage not in KEY_USAGES:
             raise SpecError(f'usages[{index}]: unknown usage "{usage}"; allowed: {", ".join(KEY_USAGES)}')
         usage = USAGE_ALIASES.get(usage, usage)

@@ -68,6 +68,12 @@ def issue(template: CertificateTemplate, private_key: PrivateKey, signer: CASign
     alt_names = AltNames.of_template(template).extension()
     if not subject and alt_names is None:
         raise PKIError("a certificate needs a subject or at least one subject alternative name")
+    # RFC 5280 4.1.2.4 and 4.1.2.6: an issuer name is never empty, so neither is the subject of a
+    # CA or of a self-signed certificate (its own issuer). Verifiers such as Java's and Mozilla's reject them.
+    if not subject and (signer is None or template.is_ca):
+        what = "a CA certificate" if template.is_ca else "a self-signed certificate"
+        raise PKIError(f"{what} needs a subject (commonName or subject fields): RFC 5280 forbids an empty "
+                       "issuer name, and the subject is the issuer of the certificates it signs or of itself")
     not_before, not_after, clamped = _validity(now, backdate, template.duration, signer)
     issuer_key = signer.key if signer else private_key
     builder = (

@@ -26,15 +26,19 @@ _ALIASES = {"signing": "digital signature", "s/mime": "email protection"}
 # Key transport: only an RSA key can encrypt a key or data for its holder. RFC 8813 (ECDSA)
 # and RFC 8410 (Ed25519) forbid these bits for other keys, and linters reject them.
 RSA_ONLY_USAGES: tuple[str, ...] = ("key encipherment", "data encipherment")
-# cert-manager's default usages, which certmint writes for RSA keys and wrote for every key
-# before it made the default depend on the key type.
+# cert-manager's default usages, which certmint writes for RSA end-entity keys and wrote for
+# every key before it made the default depend on the key.
 RSA_DEFAULT_USAGES: tuple[str, ...] = ("digital signature", "key encipherment")
 SIGNATURE_DEFAULT_USAGES: tuple[str, ...] = ("digital signature",)
 
 
-def default_usages(algorithm: str) -> tuple[str, ...]:
-    """The usages of a certificate whose spec names none: key encipherment only for an RSA key."""
-    return RSA_DEFAULT_USAGES if algorithm == RSA else SIGNATURE_DEFAULT_USAGES
+def default_usages(algorithm: str, is_ca: bool = False) -> tuple[str, ...]:
+    """The usages of a certificate whose spec names none ("cert sign" for a CA is added by the caller).
+
+    Key encipherment only for an RSA end-entity key: ECDSA and Ed25519 keys cannot encipher, and
+    RFC 3279 (section 2.3.1) recommends against it for an RSA key that signs certificates.
+    """
+    return RSA_DEFAULT_USAGES if algorithm == RSA and not is_ca else SIGNATURE_DEFAULT_USAGES
 
 # cert-manager name -> keyword argument of x509.KeyUsage
 _KEY_USAGES = {
