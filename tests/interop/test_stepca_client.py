@@ -7,6 +7,7 @@ CA's own rate measured with the step CLI.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -37,6 +38,11 @@ from certmint.pki import certificates_pem, generate_key  # noqa: E402
 from certmint.pki.csr import build_csr  # noqa: E402
 from certmint.pki.signing import CASigner, issue  # noqa: E402
 from certmint.pki.types import ECDSA, RSA, CertificateTemplate, KeySpec, Subject  # noqa: E402
+from certmint.external.step_issuer import StepIssuers  # noqa: E402
+from certmint.issuance import IssuanceError  # noqa: E402
+from certmint.model import parse_certificate_spec  # noqa: E402
+from certmint.model.issuer import StepSpec, parse_issuer_spec  # noqa: E402
+from certmint.policy.types import SecretState  # noqa: E402
 from stepca import StepCA, running_step_ca  # noqa: E402
 
 SEED_003_NAMES = ("my-service.default.svc.cluster.local", "my-service.default.svc", "my-service")
@@ -297,3 +303,75 @@ def test_throughput_against_the_cas_own_rate(ca):
     # Both sides make a key, a CSR and the same POST; the CLI also starts a process per
     # certificate. certmint's client must never be the slower side by much.
     assert ours["per_second"] >= 0.5 * theirs["per_second"]
+
+
+# ------------------------------------------------------------------ the issuer glue the controller calls
+
+
+def step_spec_of(ca: StepCA) -> StepSpec:
+    parsed = parse_issuer_spec({"step": ca.issuer_spec(password_secret="step-provisioner", password_key="password")})
+    assert parsed.step is not None
+    return parsed.step
+
+
+def password_secret(ca: StepCA, key: str = "password") -> SecretState:
+    return SecretState("step-provisioner", {key: ca.password}, type="Opaque")
+
+
+def test_step_issuers_ready_check(ca):
+    issuers = StepIssuers()
+    spec = step_spec_of(ca)
+    missing = issuers.check("a", spec, None, "ns")
+    assert (missing.ready, missing.reason) == (False, "SecretNotFound")
+    assert "ns/step-provisioner does not exist" in missing.message
+    no_key = issuers.check("a", spec, password_secret(ca, key="other"), "ns")
+    assert (no_key.ready, no_key.reason) == (False, "SecretNotFound") and "has no key password" in no_key.message
+    wrong = issuers.check("a", spec, SecretState("p", {"password": b"nope"}), "ns")
+    assert (wrong.ready, wrong.reason) == (False, WRONG_PASSWORD)
+    assert issuers.signer("a") is None
+    ready = issuers.check("a", spec, password_secret(ca), "ns")
+    assert (ready.ready, ready.reason, ready.signer) == (True, "Verified", None)
+    assert issuers.signer("a", spec) is not None
+    assert issuers.signer("a", dataclasses.replace(spec, provisioner_kid="x")) is None  # the spec changed since
+    # a second issuer on the same CA and bundle shares the client
+    issuers.check("b", spec, password_secret(ca), "other")
+    assert issuers.signer("a").client is issuers.signer("b").client and len(issuers.clients) == 1
+    issuers.forget("a")
+    assert issuers.signer("a") is None and len(issuers.clients) == 1
+    issuers.forget("b")
+    assert len(issuers.clients) == 0
+
+
+def test_step_issuers_issue_seed_003_certificate(ca):
+    issuers = StepIssuers()
+    assert issuers.check("iss", step_spec_of(ca), password_secret(ca), "default").ready
+    cert_spec = parse_certificate_spec({
+        "secretName": "my-service-tls", "duration": "24h", "renewBefore": "8h",
+        "issuerRef": {"name": "step-ca-issuer", "kind": "ClusterIssuer"},
+        "dnsNames": list(SEED_003_NAMES),
+        "privateKey": {"algorithm": "ECDSA", "rotationPolicy": "Never"},
+    })
+    now = dt.datetime.now(dt.timezone.utc)
+    issued = issuers.issue("iss", cert_spec, None, now)
+    leaf = issued.certificate
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == DAY  # exactly, as certmint's own issuers
+    assert abs(leaf.not_valid_before_utc - (now - dt.timedelta(minutes=1))) < dt.timedelta(seconds=2)
+    assert x509.load_pem_x509_certificates(issued.tls_crt)[0] == leaf
+    assert len(x509.load_pem_x509_certificates(issued.tls_crt)) == 2  # leaf + intermediate
+    assert issued.ca_crt == ca.root_pem
+    # rotationPolicy Never: the next issuance keeps the key, with a new serial
+    previous = SecretState("my-service-tls", {"tls.key": issued.key_pem, "tls.crt": issued.tls_crt})
+    again = issuers.issue("iss", cert_spec, previous, dt.datetime.now(dt.timezone.utc))
+    assert again.key_pem == issued.key_pem and again.certificate.serial_number != leaf.serial_number
+
+    forbidden = parse_certificate_spec({"secretName": "x", "duration": "24h", "issuerRef": {"name": "s"},
+                                        "dnsNames": ["forbidden.invalid"]})
+    with pytest.raises(IssuanceError) as caught:
+        issuers.issue("iss", forbidden, None, now)
+    assert caught.value.reason == REFUSED and "not allowed" in caught.value.message
+    too_long = parse_certificate_spec({"secretName": "x", "issuerRef": {"name": "s"}, "dnsNames": ["a.example.test"]})
+    with pytest.raises(IssuanceError) as caught:  # certmint's default duration, 2160h, is over the CA's 24h
+        issuers.issue("iss", too_long, None, now)
+    assert caught.value.reason == REFUSED and "maximum certificate duration" in caught.value.message
+    with pytest.raises(IssuanceError, match="has not passed its Ready check"):
+        issuers.issue("unknown", cert_spec, None, now)

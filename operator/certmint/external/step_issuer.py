@@ -1,0 +1,141 @@
+"""The step issuer as the controller uses it: a Ready check and an issuance, in the shapes
+the other issuers already have (IssuerState, issuance.Issued, IssuanceError).
+
+    ctx.step = StepIssuers()                                   # one per operator
+
+    # reconcile of an Issuer/ClusterIssuer with spec.step (key: its ObjectKey)
+    secret = <the passwordRef Secret, read like a CA issuer's Secret, or None>
+    state = ctx.step.check(key, spec.step, secret, namespace)  # IssuerState, never raises
+
+    # issuance of a Certificate whose issuer is a step issuer (one Secret write, one status
+    # patch afterwards, exactly as with issue_certificate)
+    issued = ctx.step.issue(issuer_key, cert_spec, previous_secret, now)   # raises IssuanceError
+
+Blocking I/O: call both from the worker threads, never from the event loop.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from certmint.external.stepca import Provisioner, StepCAClient, StepCAClients, StepCAError
+from certmint.issuance import BACKDATE, IssuanceError, Issued
+from certmint.model.certificate import CertificateSpec
+from certmint.model.issuer import StepSpec
+from certmint.pki import (
+    PKIError,
+    build_csr,
+    certificates_pem,
+    encode_private_key,
+    generate_key,
+    key_matches_spec,
+    load_private_key,
+)
+from certmint.pki.keys import PrivateKey
+from certmint.policy.types import TLS_KEY, IssuerState, SecretState
+
+__all__ = ["READY", "StepIssuers", "StepSigner"]
+
+READY = "Verified"  # step-issuer's reason for a Ready StepIssuer
+
+
+@dataclass(frozen=True)
+class StepSigner:
+    """What a Ready step issuer signs with: its shared client and its decrypted provisioner."""
+
+    client: StepCAClient
+    provisioner: Provisioner
+
+    def issue(self, spec: CertificateSpec, previous: SecretState | None, now: dt.datetime) -> Issued:
+        """A new certificate for spec, signed by the CA: the key is made here (or reused under
+        rotationPolicy Never), a CSR goes to the CA, the verified chain comes back.
+
+        notBefore is backdated as certmint's own issuers do and notAfter is notBefore +
+        duration, both sent explicitly, so the lifetime is exactly spec.duration (step-ca
+        backdates only when notBefore is left to it). Raises IssuanceError with the CA's reason
+        (Refused with its own message for a forbidden SAN or a duration over its maximum)."""
+        key = _reusable_key(spec, previous) or generate_key(spec.template.key)
+        try:
+            csr = build_csr(spec.template, key)
+        except PKIError as e:
+            raise IssuanceError("SigningFailed", str(e)) from None
+        not_before = (now - BACKDATE).replace(microsecond=0)
+        try:
+            signed = self.client.sign(self.provisioner, csr, not_before=not_before,
+                                      not_after=not_before + spec.template.duration)
+        except StepCAError as e:
+            raise IssuanceError(e.reason, e.message) from None
+        return Issued(encode_private_key(key, spec.template.key.encoding), certificates_pem(signed.chain),
+                      certificates_pem([signed.root]), signed.leaf, clamped=False)
+
+
+class StepIssuers:
+    """The step issuers' signers, by issuer key, set by their Ready checks; one StepCAClients
+    shares the HTTPS clients between issuers that name the same CA and caBundle."""
+
+    def __init__(self, clients: StepCAClients | None = None):
+        self.clients = clients or StepCAClients()
+        self._lock = threading.Lock()
+        self._signers: dict[Hashable, tuple[StepSpec, StepSigner]] = {}
+
+    def check(self, key: Hashable, step: StepSpec, password_secret: SecretState | None,
+              namespace: str) -> IssuerState:
+        """The Ready check: the password Secret has the key, the CA answers /health, and the
+        provisioner's key decrypts with the password. A Ready state makes the signer
+        available to issue(); any other state removes it. Never raises."""
+        where = f"{namespace}/{step.password_secret_name}"
+        password = password_secret.data.get(step.password_secret_key) if password_secret is not None else None
+        if password_secret is None:
+            return self._not_ready(key, "SecretNotFound", f"provisioner password Secret {where} does not exist")
+        if password is None:
+            return self._not_ready(key, "SecretNotFound",
+                                   f"provisioner password Secret {where} has no key {step.password_secret_key}")
+        try:
+            client = self.clients.get(step.url, step.ca_bundle)
+            provisioner = client.check(step.provisioner_name, step.provisioner_kid, password)
+        except StepCAError as e:
+            return self._not_ready(key, e.reason, e.message)
+        with self._lock:
+            self._signers[key] = (step, StepSigner(client, provisioner))
+        return IssuerState(True, READY, f"step-ca {step.url} is healthy and provisioner "
+                                        f"{step.provisioner_name} ({step.provisioner_kid}) is ready to sign")
+
+    def signer(self, key: Hashable, step: StepSpec | None = None) -> StepSigner | None:
+        """The signer of a Ready step issuer (of this spec, when given), else None."""
+        with self._lock:
+            held = self._signers.get(key)
+        if held is None or (step is not None and held[0] != step):
+            return None
+        return held[1]
+
+    def issue(self, key: Hashable, spec: CertificateSpec, previous: SecretState | None, now: dt.datetime,
+              step: StepSpec | None = None) -> Issued:
+        signer = self.signer(key, step)
+        if signer is None:
+            raise IssuanceError("IssuerNotReady", "the step issuer has not passed its Ready check")
+        return signer.issue(spec, previous, now)
+
+    def forget(self, key: Hashable) -> None:
+        """The issuer is gone: drop its signer, and close the clients no remaining issuer uses."""
+        with self._lock:
+            self._signers.pop(key, None)
+            in_use = [(step.url, step.ca_bundle) for step, _ in self._signers.values()]
+        self.clients.retain(in_use)
+
+    def _not_ready(self, key: Hashable, reason: str, message: str) -> IssuerState:
+        with self._lock:
+            self._signers.pop(key, None)
+        return IssuerState(False, reason, message)
+
+
+def _reusable_key(spec: CertificateSpec, previous: SecretState | None) -> PrivateKey | None:
+    """The previous Secret's key under rotationPolicy Never, when it still fits the spec."""
+    if spec.rotation_policy != "Never" or previous is None or not previous.data.get(TLS_KEY):
+        return None
+    try:
+        key = load_private_key(previous.data[TLS_KEY])
+    except PKIError:
+        return None
+    return key if key_matches_spec(key, spec.template.key) else None
