@@ -35,7 +35,8 @@ from certmint.external.stepca import (  # noqa: E402
     StepCAError,
 )
 from certmint.pki import certificates_pem, generate_key  # noqa: E402
-from certmint.pki.csr import build_csr  # noqa: E402
+from certmint.pki import describe, template_mismatches  # noqa: E402
+from certmint.pki.csr import as_decided_by_ca, build_csr  # noqa: E402
 from certmint.pki.signing import CASigner, issue  # noqa: E402
 from certmint.pki.types import ECDSA, RSA, CertificateTemplate, KeySpec, Subject  # noqa: E402
 from certmint.external.step_issuer import StepIssuers  # noqa: E402
@@ -375,3 +376,22 @@ def test_step_issuers_issue_seed_003_certificate(ca):
     assert caught.value.reason == REFUSED and "maximum certificate duration" in caught.value.message
     with pytest.raises(IssuanceError, match="has not passed its Ready check"):
         issuers.issue("unknown", cert_spec, None, now)
+
+
+def test_what_the_ca_decides_is_not_a_mismatch(ca):
+    """step-ca writes its own subject and usages; compared through as_decided_by_ca, seed 003's
+    Certificate (no commonName, default usages) matches what the CA issued, and a change of
+    what the request does carry (a SAN, the key type) still shows."""
+    issuers = StepIssuers()
+    assert issuers.check("iss", step_spec_of(ca), password_secret(ca), "default").ready
+    body = {"secretName": "s", "duration": "24h", "issuerRef": {"name": "x"}, "dnsNames": list(SEED_003_NAMES),
+            "privateKey": {"algorithm": "ECDSA"}, "subject": {"organizations": ["FlexStack"]}}
+    spec = parse_certificate_spec(body)
+    issued = describe(issuers.issue("iss", spec, None, dt.datetime.now(dt.timezone.utc)).certificate)
+    assert template_mismatches(spec.template, issued)  # compared naively, it would be re-issued forever
+    assert template_mismatches(as_decided_by_ca(spec.template, issued), issued) == []
+    renamed = parse_certificate_spec({**body, "dnsNames": [*SEED_003_NAMES, "extra.example.test"]})
+    (mismatch,) = template_mismatches(as_decided_by_ca(renamed.template, issued), issued)
+    assert mismatch.startswith("dnsNames differ") and "extra.example.test" in mismatch
+    rsa = parse_certificate_spec({**body, "privateKey": {"algorithm": "RSA"}})
+    assert any("privateKey.algorithm" in m for m in template_mismatches(as_decided_by_ca(rsa.template, issued), issued))

@@ -4,8 +4,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from certmint.pki import generate_key
-from certmint.pki.csr import RequestedNames, build_csr, requested_names
-from certmint.pki.types import ECDSA, ED25519, RSA, CertificateTemplate, KeySpec, PKIError, Subject
+from certmint.pki.csr import RequestedNames, as_decided_by_ca, build_csr, requested_names
+from certmint.pki.types import (
+    ECDSA, ED25519, RSA, CertificateTemplate, IssuedCertificate, KeySpec, PKIError, Subject,
+)
 
 TEMPLATE = CertificateTemplate(
     subject=Subject(common_name="api.example.test", organizations=("Example",)),
@@ -65,3 +67,20 @@ def test_nothing_to_name_is_an_error():
 def test_hash_follows_the_key():
     csr = build_csr(TEMPLATE, generate_key(KeySpec(ECDSA, 521)))
     assert isinstance(csr.signature_hash_algorithm, hashes.SHA512)
+
+
+def test_as_decided_by_ca_takes_subject_usages_and_ca_flag_as_issued():
+    issued = IssuedCertificate(
+        subject=Subject(common_name="api.example.test"), dns_names=("api.example.test",), ip_addresses=(),
+        uris=(), email_addresses=(), is_ca=False, usages=("client auth", "digital signature", "server auth"),
+        key_algorithm=ECDSA, key_size=256, serial_number=1, not_before=None, not_after=None,  # type: ignore[arg-type]
+        issuer_dn="CN=intermediate", subject_dn="CN=api.example.test")
+    template = CertificateTemplate(subject=Subject(organizations=("Example",)), dns_names=("api.example.test",),
+                                   usages=("digital signature",), key=KeySpec(ECDSA, 256))
+    decided = as_decided_by_ca(template, issued)
+    assert decided.subject == Subject(common_name="api.example.test")
+    assert decided.usages == issued.usages and decided.is_ca is False
+    assert decided.dns_names == template.dns_names and decided.key == template.key
+    # a common name the spec asks for is kept, so changing it still shows as a difference
+    named = as_decided_by_ca(CertificateTemplate(subject=Subject(common_name="other")), issued)
+    assert named.subject.common_name == "other"

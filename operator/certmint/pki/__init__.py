@@ -17,7 +17,7 @@ from certmint.pki.ca import (
     load_ca,
 )
 from certmint.pki.certificates import certificates_pem
-from certmint.pki.csr import RequestedNames, build_csr, requested_names
+from certmint.pki.csr import RequestedNames, as_decided_by_ca, build_csr, requested_names
 from certmint.pki.inspect import certificate_matches_key, describe, parse_certificates, template_mismatches
 from certmint.pki.keys import (
     PrivateKey,
@@ -57,7 +57,7 @@ __all__ = [
     "NOT_A_CERTIFICATE_AUTHORITY", "NOT_YET_VALID", "PKCS1", "PKCS8", "RSA",
     "CAError", "CASigner", "CertificateTemplate", "IssueResult", "IssuedCertificate", "KeySpec",
     "NameConstraints", "PKIError", "PrivateKey", "PublicKey", "RequestedNames", "SigningOptions", "Subject",
-    "build_csr", "bundle", "certificate_matches_key", "certificates_pem", "check_name_constraints", "combined_pem",
+    "as_decided_by_ca", "build_csr", "bundle", "certificate_matches_key", "certificates_pem", "check_name_constraints", "combined_pem",
     "describe", "encode_private_key", "encode_private_key_der", "expected_encoding", "generate_key", "issue",
     "key_encoding_of", "key_matches_spec", "key_spec_of", "load_ca", "load_private_key", "normalise_ip",
     "normalise_usages", "parse_certificates", "requested_names", "pkcs12_keystore", "private_key_der", "pkcs12_truststore", "public_keys_equal",

@@ -7,6 +7,7 @@ and the subject alternative names and nothing more.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -14,9 +15,9 @@ from cryptography import x509
 from certmint.pki.keys import PrivateKey
 from certmint.pki.names import AltNames, x509_name
 from certmint.pki.signing import signature_hash
-from certmint.pki.types import CertificateTemplate, PKIError
+from certmint.pki.types import CertificateTemplate, IssuedCertificate, PKIError
 
-__all__ = ["RequestedNames", "build_csr", "requested_names"]
+__all__ = ["RequestedNames", "as_decided_by_ca", "build_csr", "requested_names"]
 
 
 def build_csr(template: CertificateTemplate, private_key: PrivateKey) -> x509.CertificateSigningRequest:
@@ -66,3 +67,17 @@ def requested_names(csr: x509.CertificateSigningRequest) -> RequestedNames:
         uris=tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
         email_addresses=tuple(san.get_values_for_type(x509.RFC822Name)),
     )
+
+
+def as_decided_by_ca(template: CertificateTemplate, issued: IssuedCertificate) -> CertificateTemplate:
+    """The template a certificate signed from a CSR by an external CA is compared with.
+
+    Such a CA (step-ca) builds the certificate from its own template: it takes the SANs and
+    the public key from the request and decides the subject (the common name it is given,
+    else the first SAN, and no other attributes), the key usages and the CA flag itself. Those
+    are therefore taken as issued, so a certificate is not re-issued forever for a difference
+    no request can change; the SANs, the key, a requested common name and the lifetime still
+    have to match the spec."""
+    common_name = template.subject.common_name or issued.subject.common_name
+    return dataclasses.replace(template, subject=dataclasses.replace(issued.subject, common_name=common_name),
+                               usages=issued.usages, is_ca=issued.is_ca)
