@@ -8,6 +8,8 @@
     with secure_channel("api.internal:50051", mtls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
 
+grpc.aio: the same server_credentials, AioPeerInterceptor, and aio_secure_channel().
+
 gRPC does its TLS in C, not with Python's ssl module, so:
 - the server uses gRPC's own dynamic credentials: gRPC asks for the certificate configuration
   before each new handshake, and gets the current generation's key pair and anchors (client
@@ -22,6 +24,8 @@ gRPC does its TLS in C, not with Python's ssl module, so:
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -119,7 +123,7 @@ class PeerInterceptor(grpc.ServerInterceptor):
 class _MultiCallable:
     """A stub's method: each call goes to the channel of the current generation."""
 
-    def __init__(self, channel: ReloadingChannel, kind: str, method: str, kwargs: dict[str, Any]):
+    def __init__(self, channel: Any, kind: str, method: str, kwargs: dict[str, Any]):
         self._channel, self._kind, self._method, self._kwargs = channel, kind, method, kwargs
         self._bound: tuple[grpc.Channel, Any] | None = None
 
@@ -226,12 +230,137 @@ class ReloadingChannel(grpc.Channel):
     def __enter__(self) -> ReloadingChannel:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
 
 def secure_channel(target: str, mtls: MTLS, *, options: Sequence[tuple[str, Any]] = (), compression: Any = None,
                    retire_after: float = 30.0) -> ReloadingChannel:
     """A channel to target presenting the mounted certificate, following renewals."""
     return ReloadingChannel(target, mtls, options=options, compression=compression, retire_after=retire_after)
+
+
+# --- grpc.aio ---------------------------------------------------------------------------------------
+
+
+class AioPeerInterceptor(grpc.aio.ServerInterceptor):
+    """PeerInterceptor for grpc.aio servers."""
+
+    def __init__(self, allowed_peers: RuleLike | Sequence[RuleLike]):
+        policy = PeerPolicy.of(allowed_peers, "client")
+        assert policy is not None
+        self.policy = policy
+
+    async def _check(self, context: Any) -> None:
+        who = peer(context)
+        try:
+            if who is None:
+                raise PeerNotAllowed("no client certificate")
+            self.policy.check(who)
+        except PeerNotAllowed as e:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
+
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        check = self._check
+
+        def unary_response(behavior: Callable | None) -> Callable | None:
+            if behavior is None:
+                return None
+
+            async def checked(request_or_iterator: Any, context: Any) -> Any:
+                await check(context)
+                result = behavior(request_or_iterator, context)
+                return await result if inspect.isawaitable(result) else result
+            return checked
+
+        def streaming_response(behavior: Callable | None) -> Callable | None:
+            if behavior is None:
+                return None
+            if inspect.isasyncgenfunction(behavior):
+                async def checked_generator(request_or_iterator: Any, context: Any) -> Any:
+                    await check(context)
+                    async for item in behavior(request_or_iterator, context):
+                        yield item
+                return checked_generator
+            return unary_response(behavior)  # a coroutine writing with context.write()
+
+        return handler._replace(unary_unary=unary_response(handler.unary_unary),
+                                unary_stream=streaming_response(handler.unary_stream),
+                                stream_unary=unary_response(handler.stream_unary),
+                                stream_stream=streaming_response(handler.stream_stream))
+
+
+class AioReloadingChannel:
+    """A grpc.aio channel whose client certificate and anchors follow the files: a new underlying
+    channel per generation; the previous one is closed with a grace of retire_after seconds, so
+    the RPCs running on it finish first. Use it where a grpc.aio.Channel is expected (stubs take it)."""
+
+    def __init__(self, target: str, mtls: MTLS, *, options: Sequence[tuple[str, Any]] = (),
+                 compression: Any = None, retire_after: float = 30.0):
+        self.target, self.mtls, self.options, self.compression = target, mtls, list(options), compression
+        self.retire_after = retire_after
+        self._generation: Generation | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._closing: set[Any] = set()
+
+    def current(self) -> grpc.aio.Channel:
+        generation = self.mtls.generation
+        if self._channel is None or self._generation is not generation:
+            old = self._channel
+            self._channel = grpc.aio.secure_channel(self.target, channel_credentials(self.mtls), self.options,
+                                                    self.compression)
+            self._generation = generation
+            if old is not None:
+                task = asyncio.get_running_loop().create_task(old.close(grace=self.retire_after))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        return self._channel
+
+    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                    _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "unary_unary", method, {"request_serializer": request_serializer,
+                                                            "response_deserializer": response_deserializer,
+                                                            "_registered_method": _registered_method})
+
+    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                     _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "unary_stream", method, {"request_serializer": request_serializer,
+                                                             "response_deserializer": response_deserializer,
+                                                             "_registered_method": _registered_method})
+
+    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                     _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "stream_unary", method, {"request_serializer": request_serializer,
+                                                             "response_deserializer": response_deserializer,
+                                                             "_registered_method": _registered_method})
+
+    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                      _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "stream_stream", method, {"request_serializer": request_serializer,
+                                                              "response_deserializer": response_deserializer,
+                                                              "_registered_method": _registered_method})
+
+    async def channel_ready(self) -> None:
+        await self.current().channel_ready()
+
+    async def close(self, grace: float | None = None) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close(grace)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def __aenter__(self) -> "AioReloadingChannel":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def aio_secure_channel(target: str, mtls: MTLS, *, options: Sequence[tuple[str, Any]] = (), compression: Any = None,
+                       retire_after: float = 30.0) -> AioReloadingChannel:
+    """secure_channel for grpc.aio."""
+    return AioReloadingChannel(target, mtls, options=options, compression=compression, retire_after=retire_after)

@@ -56,7 +56,7 @@ def _protocol_with_tls_scope(base: type) -> type:
             tls, peer = _tls_extension(transport.get_extra_info("ssl_object"))
             if not tls:
                 return
-            inner = self.app
+            inner: Any = self.app  # type: ignore[has-type]
 
             async def app(scope: dict, receive: Any, send: Any) -> None:
                 extensions = dict(scope.get("extensions") or {})
