@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import crl, report, stats, stepca
+from bench import crl, recovery, report, stats, stepca
 from bench.kube import REPO, BenchError, progress
 from bench.scenarios import ALIASES, SCENARIOS, Config
 
@@ -21,6 +21,8 @@ SCENARIOS = {**SCENARIOS, "stepca": stepca.scenario}  # an external CA; runs onl
 report.ROWS.extend(stepca.ROWS)
 SCENARIOS["crl"] = crl.scenario  # pure CPU, no cluster; runs only with --only crl
 report.ROWS.extend(crl.ROWS)
+SCENARIOS["recovery"] = recovery.scenario  # kills and freezes its control plane; runs only with --only recovery
+report.ROWS.extend(recovery.ROWS)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ORDER = ("throughput", "memory", "storm")  # soak only when asked: it takes an hour

@@ -212,3 +212,24 @@ def test_command_line():
     assert quick.ecdsa_n < full.ecdsa_n and full.ecdsa_n == 1000 and full.rsa_n == 200
     assert full.runs >= 3 and full.memory_large_n == 10_000 and full.foreign_secrets == 20_000
     assert Config.quick(runs=5).runs == 5
+
+
+def test_recovery_outcome_from_the_timestamps_of_a_run():
+    from bench import recovery
+
+    r = recovery.outcome(100, 25, fault_at=10.0, back_at=14.0, all_ready_at=16.5,
+                         revisions={"c0": 1, "c1": 2, "c2": 1})
+    assert r == {"n": 100, "ready_at_fault": 25, "outage_seconds": 4.0, "recovery_seconds": 2.5,
+                 "fault_to_all_ready_seconds": 6.5, "issued_twice": 1}
+    # all Ready before /readyz said so (the API server serves a moment earlier): no negative figure
+    assert recovery.outcome(10, 3, 10.0, 14.0, 13.0, {})["recovery_seconds"] == 0.0
+    with pytest.raises(ValueError):
+        recovery.outcome(10, 3, 10.0, 9.0, 12.0, {})
+    assert selected(parse_args(["--only", "recovery"])) == ["recovery"]
+    assert "recovery" not in selected(parse_args([])), "it kills its control plane: only when asked"
+    scenarios = {"recovery": {"apiserver": {"median": r}, "etcd": {"median": {**r, "recovery_seconds": 9.0}}}}
+    lines = {line.split("  ")[0]: line.split() for line in report.table({"scenarios": scenarios}).splitlines()}
+    apiserver = lines["recovery: API server killed mid-issuance, /readyz -> all Ready (s)"]
+    etcd = lines["recovery: etcd frozen 15 s mid-issuance, thaw -> all Ready (s)"]
+    assert apiserver[-4:] == ["2.5", "<=", "5", "ok"], apiserver
+    assert etcd[-1] == "MISSED", etcd  # 9 s after the thaw misses the 5 s target
