@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -395,3 +396,20 @@ def test_what_the_ca_decides_is_not_a_mismatch(ca):
     assert mismatch.startswith("dnsNames differ") and "extra.example.test" in mismatch
     rsa = parse_certificate_spec({**body, "privateKey": {"algorithm": "RSA"}})
     assert any("privateKey.algorithm" in m for m in template_mismatches(as_decided_by_ca(rsa.template, issued), issued))
+
+
+def test_the_ca_listens_on_loopback_only(ca):
+    """Every listening socket of the step-ca process is bound to 127.0.0.1 (from /proc)."""
+    assert ca.process is not None
+    pid = ca.process.pid
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:["):-1] for fd in os.listdir(f"/proc/{pid}/fd")
+              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+    listening = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                address, port = local.split(":")
+                listening.append((table, address, int(port, 16)))
+    assert listening == [("tcp", "0100007F", ca.port)]  # 127.0.0.1, little-endian hex
