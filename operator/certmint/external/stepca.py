@@ -44,7 +44,7 @@ from typing import Any
 import jwcrypto.jwa  # type: ignore[import-untyped]  # jwcrypto ships no type hints
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from jwcrypto import jwe, jwk, jws  # type: ignore[import-untyped]
+from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException  # type: ignore[import-untyped]
 
 from certmint.pki.csr import requested_names
