@@ -212,13 +212,15 @@ def _same_output(name: str, old: bytes, new: bytes, password: bytes | None) -> b
     except ValueError:
         return False
 
-    def ders(p) -> list[bytes]:
+    def ders(p: pkcs12.PKCS12KeyAndCertificates) -> list[bytes]:
         certs = ([p.cert.certificate] if p.cert else []) + [c.certificate for c in p.additional_certs]
         return [c.public_bytes(serialization.Encoding.DER) for c in certs]
 
-    def key_der(p) -> bytes | None:
-        return p.key and p.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption())
+    def key_der(p: pkcs12.PKCS12KeyAndCertificates) -> bytes | None:
+        if p.key is None:
+            return None
+        return p.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
     return ders(a) == ders(b) and key_der(a) == key_der(b)
 
 

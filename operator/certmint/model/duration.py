@@ -78,7 +78,8 @@ def parse_duration(text: str) -> dt.timedelta:
         number = _NUMBER.match(body, pos)
         if number is None:
             raise ValueError(f'invalid duration {text!r}: expected a number at "{body[pos:]}"; {_EXAMPLES}')
-        unit = _UNIT.match(body, number.end()).group(0)
+        unit_match = _UNIT.match(body, number.end())
+        unit = unit_match.group(0) if unit_match else ""
         if not unit:
             reason = f'missing unit after "{number.group(0)}"'
         elif unit not in _NS_PER_UNIT:

@@ -39,7 +39,7 @@ class Backoff:
     def delay(self, attempts: int) -> dt.timedelta:
         if attempts <= 0:
             return dt.timedelta(0)
-        return min(self.maximum, self.initial * (2 ** min(attempts - 1, 32)))
+        return min(self.maximum, self.initial * (1 << min(attempts - 1, 32)))
 
     def retry_at(self, failure: FailureRecord) -> dt.datetime | None:
         if failure.attempts <= 0 or failure.last_failure is None:
@@ -70,9 +70,13 @@ def decide(obs: Observed, backoff: Backoff = Backoff()) -> Decision:
                     "not to this one: choose another secretName",
                     backoff.retry_at(obs.failure) or obs.now + backoff.initial)
     parsed = parse_contents(obs)
-    trigger = parsed if isinstance(parsed, Issue) else first_trigger(obs, parsed)
-    if trigger is None:
-        return _up_to_date(obs, parsed)
+    if isinstance(parsed, Issue):
+        trigger = parsed
+    else:
+        first = first_trigger(obs, parsed)
+        if first is None:
+            return _up_to_date(obs, parsed)
+        trigger = first
     if not obs.issuer.ready:
         return Wait("IssuerNotReady", f"Issuer is not ready: {obs.issuer.message}")
     retry_at = _backoff_until(obs, backoff)

@@ -24,6 +24,7 @@ from certmint.pki import (
     parse_certificates,
     template_mismatches,
 )
+from certmint.pki.keys import PrivateKey
 from certmint.pki.types import ED25519, CertificateTemplate, IssuedCertificate
 from certmint.pki.usages import RSA_DEFAULT_USAGES, normalise_usages
 from certmint.policy.types import (
@@ -35,6 +36,7 @@ from certmint.policy.types import (
     TLS_KEY,
     Issue,
     Observed,
+    SecretState,
 )
 
 # notAfter is notBefore + duration to the second, so an issued lifetime differs from
@@ -51,9 +53,10 @@ LEGACY_EXTRA_LIFETIME = dt.timedelta(minutes=1)
 class Contents:
     """The Secret's certificate and key, parsed once for all checks."""
 
+    secret: SecretState
     leaf: x509.Certificate
     issued: IssuedCertificate
-    key: object
+    key: PrivateKey
     key_pem: bytes
 
 
@@ -78,7 +81,7 @@ def parse_contents(obs: Observed) -> Contents | Issue:
         issued = describe(leaf)
     except PKIError:
         return Issue("InvalidCertificate", "Issuing certificate as Secret contains an invalid certificate")
-    return Contents(leaf, issued, key, key_pem)
+    return Contents(secret, leaf, issued, key, key_pem)
 
 
 def key_pair_matches(obs: Observed, c: Contents) -> Issue | None:
@@ -98,7 +101,7 @@ def private_key_matches_spec(obs: Observed, c: Contents) -> Issue | None:
 
 
 def issuer_annotations_match(obs: Observed, c: Contents) -> Issue | None:
-    ref, annotations = obs.spec.issuer_ref, obs.secret.annotations
+    ref, annotations = obs.spec.issuer_ref, c.secret.annotations
     expected = {ISSUER_NAME: ref.name, ISSUER_KIND: ref.kind, ISSUER_GROUP: ref.group}
     wrong = [k for k, v in expected.items() if annotations.get(k) != v]
     if wrong:
@@ -146,7 +149,7 @@ def _clamped_by_issuer(obs: Observed, c: Contents) -> bool:
 
 
 def manual_renewal(obs: Observed, c: Contents) -> Issue | None:
-    if obs.renew_request and obs.renew_request != obs.secret.annotations.get(RENEW_HANDLED):
+    if obs.renew_request and obs.renew_request != c.secret.annotations.get(RENEW_HANDLED):
         return Issue("ManuallyTriggered", "Issuing certificate as renewal was requested "
                      f"with the certmint.io/renew annotation ({obs.renew_request})")
     return None
