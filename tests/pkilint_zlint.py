@@ -81,6 +81,13 @@ ALLOWED: tuple[Allowance, ...] = (
     Allowance("pkilint", "pkix.invalid_domain_name_syntax",
               lambda f: (m := re.fullmatch(r'Invalid domain name syntax: "(.*)"', f.message)) is not None
               and _WILDCARD_DNS.fullmatch(m.group(1)) is not None),
+    # `validators.domain` also wants at least two labels, so "localhost" or a Kubernetes service's
+    # short name ("api") is "invalid". RFC 5280 asks for RFC 1034's preferred name syntax, in
+    # which one label is a complete name (<subdomain> ::= <label> | <subdomain> "." <label>).
+    # Allowed exactly: this code, for a single well-formed label.
+    Allowance("pkilint", "pkix.invalid_domain_name_syntax",
+              lambda f: (m := re.fullmatch(r'Invalid domain name syntax: "(.*)"', f.message)) is not None
+              and re.fullmatch(_LABEL, m.group(1)) is not None),
     # zlint reads RFC 5280 4.2.1.12 as "the key usage bits must be exactly one of the sets listed
     # for the extended key usage", and lists no set with keyEncipherment for clientAuth. RFC 5280
     # asks only that some purpose be consistent with both extensions; a TLS client certificate

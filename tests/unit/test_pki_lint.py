@@ -145,10 +145,11 @@ def test_key_encipherment_on_an_ecdsa_key_is_an_error_to_both_linters():
     assert any(linter == "zlint" for linter, _ in found), found
 
 
-def test_only_a_leftmost_wildcard_is_allowed_past_pkilints_domain_check():
+def test_only_a_leftmost_wildcard_or_a_single_label_is_allowed_past_pkilints_domain_check():
     signer = ca(ECDSA, 256)
-    for names, allowed in ((("*.example.com",), True), (("a.*.example.com",), False), (("*example.com",), False),
-                           (("*.com",), False)):
+    for names, allowed in ((("*.example.com",), True), (("localhost",), True), (("api",), True),
+                           (("a.*.example.com",), False), (("*example.com",), False), (("*.com",), False),
+                           (("-bad-",), False)):
         template = leaf_template(ECDSA, 256, dns_names=names, subject=Subject(common_name="wild"))
         found = codes(lint_certificate(issue(template, generate_key(KeySpec(ECDSA, 256)), signer, NOW).certificate))
         assert (("pkilint", "pkix.invalid_domain_name_syntax") not in found) == allowed, (names, found)
