@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from certmint.pki import (
     ECDSA,
@@ -20,6 +20,7 @@ from certmint.pki import (
     KeySpec,
     NameConstraints,
     PKIError,
+    SigningOptions,
     Subject,
     bundle,
     certificates_pem,
@@ -308,3 +309,53 @@ def test_openssl_enforces_the_name_constraints_we_write(tmp_path: Path):
     assert result.returncode != 0 and "subtree violation" in result.stderr
     assert check_name_constraints(constrained, template) == [
         "DNS name www.example.org is not permitted by the name constraints of CA CN=constrained"]
+
+
+# --- the issuer's CRL and AIA URLs --------------------------------------------------------------------
+
+URLS = SigningOptions(crl_distribution_points=("http://pki.example.com/a.crl", "ldap://pki.example.com/cn=CA"),
+                      ocsp_servers=("http://ocsp.example.com",),
+                      issuing_certificate_urls=("http://pki.example.com/ca.crt", "http://mirror.example.com/ca.crt"))
+
+
+def test_a_signers_urls_are_in_what_it_signs():
+    signer = dataclasses.replace(root(), options=URLS)
+    leaf = issue(LEAF, key(), signer, NOW).certificate
+    cdp = ext(leaf, x509.CRLDistributionPoints)
+    assert not cdp.critical
+    assert [[n.value for n in dp.full_name] for dp in cdp.value] == [["http://pki.example.com/a.crl"],
+                                                                      ["ldap://pki.example.com/cn=CA"]]
+    assert all(dp.reasons is None and dp.crl_issuer is None and dp.relative_name is None for dp in cdp.value)
+    aia = ext(leaf, x509.AuthorityInformationAccess)
+    assert not aia.critical
+    assert [(d.access_method, d.access_location.value) for d in aia.value] == [
+        (AuthorityInformationAccessOID.OCSP, "http://ocsp.example.com"),
+        (AuthorityInformationAccessOID.CA_ISSUERS, "http://pki.example.com/ca.crt"),
+        (AuthorityInformationAccessOID.CA_ISSUERS, "http://mirror.example.com/ca.crt")]
+
+
+def test_without_urls_there_are_no_such_extensions():
+    for signer in (root(), None):
+        extensions = {type(e.value) for e in issue(LEAF, key(), signer, NOW).certificate.extensions}
+        assert x509.CRLDistributionPoints not in extensions and x509.AuthorityInformationAccess not in extensions
+
+
+def test_explicit_options_override_the_signers_and_work_self_signed():
+    only_crl = SigningOptions(crl_distribution_points=("http://pki.example.com/self.crl",))
+    certificate = issue(LEAF, key(), None, NOW, options=only_crl).certificate
+    assert ext(certificate, x509.CRLDistributionPoints).value[0].full_name[0].value == "http://pki.example.com/self.crl"
+    with pytest.raises(x509.ExtensionNotFound):
+        ext(certificate, x509.AuthorityInformationAccess)
+
+
+def test_only_ocsp_gives_an_aia_without_ca_issuers():
+    leaf = issue(LEAF, key(), dataclasses.replace(root(), options=SigningOptions(ocsp_servers=("http://o.example",))),
+                 NOW).certificate
+    assert [d.access_method for d in ext(leaf, x509.AuthorityInformationAccess).value] == [
+        AuthorityInformationAccessOID.OCSP]
+
+
+def test_an_invalid_url_is_a_pki_error_naming_the_field():
+    signer = dataclasses.replace(root(), options=SigningOptions(ocsp_servers=("http://bücher.example/ocsp",)))
+    with pytest.raises(PKIError, match="ocspServers has an invalid URL"):
+        issue(LEAF, key(), signer, NOW)

@@ -154,7 +154,7 @@ def crl_distribution_points_extension(urls: tuple[str, ...]) -> x509.CRLDistribu
     if not urls:
         return None
     return x509.CRLDistributionPoints([
-        x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(url)], relative_name=None,
+        x509.DistributionPoint(full_name=[_uri(url, "crlDistributionPoints")], relative_name=None,
                                reasons=None, crl_issuer=None)
         for url in urls
     ])
@@ -164,12 +164,19 @@ def authority_information_access_extension(ocsp_servers: tuple[str, ...], issuin
                                            ) -> x509.AuthorityInformationAccess | None:
     """OCSP responders, then where the issuer's certificate is published (caIssuers); None without URLs."""
     descriptions = [
-        *(x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url))
+        *(x509.AccessDescription(AuthorityInformationAccessOID.OCSP, _uri(url, "ocspServers"))
           for url in ocsp_servers),
-        *(x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
+        *(x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, _uri(url, "issuingCertificateURLs"))
           for url in issuing_certificate_urls),
     ]
     return x509.AuthorityInformationAccess(descriptions) if descriptions else None
+
+
+def _uri(url: str, field_name: str) -> x509.UniformResourceIdentifier:
+    try:
+        return x509.UniformResourceIdentifier(url)
+    except ValueError as e:  # e.g. a host name that is not ASCII
+        raise PKIError(f"the issuer's {field_name} has an invalid URL {url!r}: {e}") from None
 
 
 def _authority_key_identifier(signer: CASigner | None, public_key: PublicKey) -> x509.AuthorityKeyIdentifier:
