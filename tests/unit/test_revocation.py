@@ -8,12 +8,13 @@ from dataclasses import replace
 import pytest
 from certmint.model import SpecError
 from certmint.model.issuer import parse_issuer_spec
-from certmint.pki.crl import RevokedCertificate, parse_crl
+from certmint.pki.crl import CRL_SIGN_NOT_ALLOWED, CRLError, RevokedCertificate, parse_crl
 from certmint.pki.signing import random_serial
 from certmint.pki.types import ECDSA, PKIError
 from certmint.revocation import (
     ALL_VALID,
     CERTIFICATE_NOT_FOUND,
+    CRL_CONTENT_TYPE,
     CRL_KEY,
     CRL_NOT_ENABLED,
     CRL_NUMBER_ANNOTATION,
@@ -28,17 +29,23 @@ from certmint.revocation import (
     NOT_ISSUED,
     PENDING,
     REASONS,
+    RETRY_AFTER,
     Coverage,
     CoveredSerial,
     IssuanceRecord,
     IssuerCRL,
     IssuerKey,
     Ledger,
+    Problem,
     Revocation,
     configmap_name,
     configmap_namespace,
     coverage_from_status,
     coverage_status,
+    crl_condition_problem,
+    crl_problem,
+    crl_published_condition,
+    current_certificate_revocation,
     desired_entries,
     format_serial,
     history_status,
@@ -51,11 +58,15 @@ from certmint.revocation import (
     plan_crl,
     publish,
     read_ledger,
+    reconcile_crl,
+    reconcile_revocation,
     record_issuance,
     refresh_time,
     resolve_coverage,
+    revocation_of,
     revocation_status,
     revoked_serials,
+    served_crl,
 )
 
 from tests.unit.test_pki_crl import make_ca
@@ -530,9 +541,6 @@ def test_revocations_survive_restarts_deletions_and_keep_numbers_growing(ca):
 
 
 def test_crl_published_condition_of_the_issuer(ca):
-    from certmint.pki.crl import CRL_SIGN_NOT_ALLOWED, CRLError
-    from certmint.revocation import crl_problem, crl_published_condition
-
     plan, publication = published(ca, (entry(1), entry(2)), number=4)
     message = ("CRL number 4 lists 2 revoked certificates, valid until 2026-06-02T12:00:00Z; "
                "published in ConfigMap agents-ca-crl (ca.crl)")
@@ -544,3 +552,91 @@ def test_crl_published_condition_of_the_issuer(ca):
     assert raised.value.reason == CRL_SIGN_NOT_ALLOWED
     status, reason, message = crl_published_condition(publication.status, crl_problem(raised.value))
     assert (status, reason) == ("False", "CRLSignNotAllowed") and "crl sign" in message
+
+
+# ------------------------------------------------------------------ the controller's two calls
+
+
+def revocation_object(name="agent-01-key-leaked", spec_fields=None, status=None, generation=1):
+    return {"apiVersion": "certmint.io/v1", "kind": "CertificateRevocation",
+            "metadata": {"name": name, "namespace": NS, "generation": generation},
+            "spec": spec_fields or {"certificateName": "agent-01", "reason": "keyCompromise"},
+            "status": status or {}}
+
+
+def certificate_object(history):
+    return {"metadata": {"name": "agent-01", "namespace": NS}, "status": {"issuanceHistory": history_status(history)}}
+
+
+def test_reconcile_revocation_pins_then_reports_revoked():
+    obj = revocation_object()
+    assert revocation_of(obj) is None  # nothing pinned yet: not on any CRL
+    first = reconcile_revocation(obj, certificate_object(HISTORY), lambda key: state(), NOW)
+    assert conditions(first.status)["Revoked"] == ("False", PENDING)
+    assert first.issuers == {CA_ISSUER}  # enqueue its CRL
+    assert first.revocation.coverage.serials[0].serial == 0x1003 and first.revocation.name == "agent-01-key-leaked"
+    # written, then the Certificate is re-issued (revision 4): the revocation still means revision 3
+    obj = revocation_object(status=first.status)
+    assert revocation_of(obj) == first.revocation
+    reissued = certificate_object((*HISTORY, record(4)))
+    second = reconcile_revocation(obj, reissued, lambda key: state({0x1003}, 9), NOW + HOUR)
+    assert conditions(second.status)["Revoked"] == ("True", "Revoked") and second.status["crlNumber"] == 9
+    assert second.issuers == frozenset() and second.revocation == first.revocation
+    # and the same once the Certificate is deleted
+    assert reconcile_revocation(revocation_object(status=second.status), None, lambda key: state({0x1003}, 9),
+                                NOW + DAY).status == {**second.status}
+
+
+def test_reconcile_revocation_problems():
+    bad = reconcile_revocation(revocation_object(spec_fields={"certificateName": "a", "reason": "stolen"}), None,
+                               lambda key: state(), NOW)
+    assert conditions(bad.status)["Ready"] == ("False", INVALID_SPEC) and bad.revocation is None
+    missing = reconcile_revocation(revocation_object(), None, lambda key: state(), NOW)
+    assert conditions(missing.status)["Ready"] == ("False", CERTIFICATE_NOT_FOUND) and not missing.issuers
+    self_signed = reconcile_revocation(revocation_object(), certificate_object(HISTORY),
+                                       lambda key: state(kind="SelfSigned", enabled=False), NOW)
+    assert conditions(self_signed.status)["Ready"] == ("False", ISSUER_CANNOT_PUBLISH_CRL)
+    assert self_signed.issuers == frozenset() and self_signed.revocation is not None  # the re-issue still applies
+
+
+def test_the_policy_chains_trigger():
+    revocations = [revocation("keyCompromise", 5), revocation("superseded", 6, issuer=OTHER_ISSUER)]
+    assert current_certificate_revocation(5, CA_ISSUER, revocations).reason == "keyCompromise"
+    assert current_certificate_revocation(6, CA_ISSUER, revocations) is None
+    assert current_certificate_revocation(7, CA_ISSUER, revocations) is None
+
+
+def test_reconcile_crl_publishes_then_rests_then_republishes_on_change(ca):
+    spec = parse_issuer_spec({"ca": {"secretName": "agents-ca", "crl": {}}})
+    first = reconcile_crl(CA_ISSUER, spec, ca, None, None, None, [], NS, NOW)
+    assert first.reason == "NotPublished" and first.publication is not None  # an empty CRL, at once
+    assert first.condition[:2] == ("True", "Published") and first.revoked == 0
+    assert first.next_update == NOW + DAY and first.recheck_at == NOW + 16 * HOUR
+    configmap, status = first.publication.configmap, {"crl": first.publication.status}
+    assert served_crl(configmap) == first.publication.der and CRL_CONTENT_TYPE == "application/pkix-crl"
+    # a restart, or any reconcile with nothing new: no write
+    rest = reconcile_crl(CA_ISSUER, spec, ca, None, configmap, status, [], NS, NOW + HOUR)
+    assert rest.publication is None and rest.condition[0] == "True" and rest.recheck_at == NOW + 16 * HOUR
+    assert rest.revoked == 0 and rest.next_update == NOW + DAY
+    # a revocation: a new CRL with the next number
+    changed = reconcile_crl(CA_ISSUER, spec, ca, None, configmap, status, [revocation("keyCompromise", 77)],
+                            NS, NOW + HOUR)
+    assert changed.reason == "EntriesChanged" and changed.publication.status["number"] == 2
+    assert parse_crl(changed.publication.der).serials() == {77} and changed.revoked == 1
+
+
+def test_reconcile_crl_when_it_cannot_publish(ca):
+    spec = parse_issuer_spec({"ca": {"secretName": "agents-ca", "crl": {}}})
+    assert reconcile_crl(CA_ISSUER, parse_issuer_spec({"ca": {"secretName": "x"}}), ca, None, None, None, [], NS,
+                         NOW) == reconcile_crl(CA_ISSUER, parse_issuer_spec({"selfSigned": {}}), None, None, None,
+                                               None, [], NS, NOW)
+    broken = reconcile_crl(CA_ISSUER, spec, None, Problem("ErrGetKeyPair", "secret agents-ca not found"), None, None,
+                           [], NS, NOW)
+    assert broken.condition == ("False", "ErrGetKeyPair", "secret agents-ca not found") and broken.publication is None
+    no_crl_sign = make_ca(ECDSA, usages=("cert sign", "digital signature"))
+    refused = reconcile_crl(CA_ISSUER, spec, no_crl_sign, None, None, None, [], NS, NOW)
+    assert refused.condition[:2] == ("False", "CRLSignNotAllowed") and refused.recheck_at == NOW + RETRY_AFTER
+    issuer_status = {"conditions": [{"type": "CRLPublished", "status": "False", "reason": refused.condition[1],
+                                     "message": refused.condition[2]}]}
+    assert crl_condition_problem(issuer_status).reason == "CRLSignNotAllowed"
+    assert crl_condition_problem({"conditions": [{"type": "CRLPublished", "status": "True"}]}) is None

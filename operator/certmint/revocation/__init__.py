@@ -2,6 +2,11 @@
 to sign it again, and the status to report. No Kubernetes here; the controller reads the
 objects, calls these functions and writes what they return (docs/revocation.md).
 
+The controller's two calls: `reconcile_revocation(obj, certificate, issuer_crl, now)` and
+`reconcile_crl(issuer, spec, signer, ca_problem, configmap, issuer_status, revocations, ns, now)`
+(certmint.revocation.reconcile); the policy chain's: `current_certificate_revocation(serial,
+issuer, revocations)`. The pieces they are made of:
+
 - `parse_revocation_spec(spec) -> RevocationSpec` (SpecError)
 - `record_issuance(history, record, limit)`, `parse_history(status, ns)`, `history_status(history)`:
   the Certificate's `status.issuanceHistory`
@@ -40,6 +45,7 @@ from certmint.revocation.history import (
 from certmint.revocation.ledger import (
     COALESCE_DELAY,
     CONFIGMAP_SUFFIX,
+    CRL_CONTENT_TYPE,
     CRL_KEY,
     CRL_LABEL,
     CRL_NUMBER_ANNOTATION,
@@ -65,6 +71,16 @@ from certmint.revocation.ledger import (
     read_ledger,
     refresh_time,
 )
+from certmint.revocation.reconcile import (
+    RETRY_AFTER,
+    CRLOutcome,
+    RevocationOutcome,
+    current_certificate_revocation,
+    reconcile_crl,
+    reconcile_revocation,
+    revocation_of,
+    served_crl,
+)
 from certmint.revocation.spec import (
     ALL_VALID,
     CURRENT,
@@ -87,6 +103,7 @@ from certmint.revocation.status import (
     READY,
     REVOKED,
     IssuerCRL,
+    crl_condition_problem,
     crl_published_condition,
     issuer_crl,
     publication_problem,
@@ -99,6 +116,7 @@ __all__ = [
     "CERTIFICATE_NOT_FOUND",
     "COALESCE_DELAY",
     "CONFIGMAP_SUFFIX",
+    "CRL_CONTENT_TYPE",
     "CRL_KEY",
     "CRL_LABEL",
     "CRL_NOT_ENABLED",
@@ -121,9 +139,11 @@ __all__ = [
     "READY",
     "REASONS",
     "REFRESH_MARGIN",
+    "RETRY_AFTER",
     "REVISIONS",
     "REVOKED",
     "SERIAL_PATTERN",
+    "CRLOutcome",
     "CRLPlan",
     "Coverage",
     "CoveredSerial",
@@ -134,15 +154,18 @@ __all__ = [
     "Problem",
     "Publication",
     "Revocation",
+    "RevocationOutcome",
     "RevocationSpec",
     "configmap_name",
     "configmap_namespace",
     "coverage_from_status",
     "coverage_status",
+    "crl_condition_problem",
     "crl_configmap",
     "crl_problem",
     "crl_published_condition",
     "crl_status",
+    "current_certificate_revocation",
     "desired_entries",
     "format_serial",
     "history_status",
@@ -157,10 +180,14 @@ __all__ = [
     "publication_problem",
     "publish",
     "read_ledger",
+    "reconcile_crl",
+    "reconcile_revocation",
     "record_issuance",
     "refresh_time",
     "resolve_coverage",
+    "revocation_of",
     "revocation_status",
     "revoked_serials",
     "self_signed_problem",
+    "served_crl",
 ]

@@ -77,6 +77,7 @@ class Revocation:
 
     reason: str
     coverage: Coverage
+    name: str = ""  # the CertificateRevocation's, for messages and events
 
 
 def resolve_coverage(spec: RevocationSpec, namespace: str, status: Mapping[str, Any] | None,

@@ -41,6 +41,7 @@ from certmint.revocation.spec import IssuerKey
 __all__ = [
     "COALESCE_DELAY",
     "CONFIGMAP_SUFFIX",
+    "CRL_CONTENT_TYPE",
     "CRL_KEY",
     "CRL_LABEL",
     "CRL_NUMBER_ANNOTATION",
@@ -69,6 +70,8 @@ __all__ = [
 ]
 
 CONFIGMAP_SUFFIX = "-crl"
+#: The media type of a DER CRL (RFC 2585), for the HTTP route.
+CRL_CONTENT_TYPE = "application/pkix-crl"
 CRL_KEY = "ca.crl"
 NOT_AFTER_KEY = "revoked-not-after"
 CRL_NUMBER_ANNOTATION = "certmint.io/crl-number"

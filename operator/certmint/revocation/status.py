@@ -27,6 +27,7 @@ __all__ = [
     "READY",
     "REVOKED",
     "IssuerCRL",
+    "crl_condition_problem",
     "crl_published_condition",
     "issuer_crl",
     "publication_problem",
@@ -81,6 +82,15 @@ def crl_published_condition(crl_status: Mapping[str, Any] | None, problem: Probl
     message = (f"CRL number {crl_status['number']} lists {crl_status['revokedCertificates']} revoked certificates, "
                f"valid until {crl_status['nextUpdate']}; published in ConfigMap {crl_status['configMap']} (ca.crl)")
     return "True", "Published", message
+
+
+def crl_condition_problem(issuer_status: Mapping[str, Any] | None) -> Problem | None:
+    """The problem the issuer's CRLPublished condition reports, for issuer_crl's problem."""
+    for condition in (issuer_status or {}).get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == CRL_PUBLISHED \
+                and condition.get("status") == "False" and condition.get("reason") != "NotPublished":
+            return Problem(str(condition.get("reason")), str(condition.get("message") or ""))
+    return None
 
 
 def self_signed_problem(issuer: IssuerKey) -> Problem:
