@@ -17,6 +17,17 @@ from certmint.pki.ca import (
     load_ca,
 )
 from certmint.pki.certificates import certificates_pem
+from certmint.pki.crl import (
+    CRLError,
+    ParsedCRL,
+    RevokedCertificate,
+    build_crl,
+    check_can_sign_crl,
+    crl_der,
+    crl_pem,
+    parse_crl,
+    without_expired,
+)
 from certmint.pki.csr import RequestedNames, as_decided_by_ca, build_csr, requested_names
 from certmint.pki.inspect import certificate_matches_key, describe, parse_certificates, template_mismatches
 from certmint.pki.keys import (
@@ -62,4 +73,7 @@ __all__ = [
     "key_encoding_of", "key_matches_spec", "key_spec_of", "load_ca", "load_private_key", "normalise_ip",
     "normalise_usages", "parse_certificates", "requested_names", "pkcs12_keystore", "private_key_der", "pkcs12_truststore", "public_keys_equal",
     "resolved_spec", "template_mismatches",
+    # CRLs (certmint.pki.crl)
+    "CRLError", "ParsedCRL", "RevokedCertificate", "build_crl", "check_can_sign_crl", "crl_der", "crl_pem",
+    "parse_crl", "without_expired",
 ]
