@@ -145,9 +145,9 @@ class MTLS:
     match) is logged and the previous generation stays in service until a good one arrives.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None, *, cert_path: str | os.PathLike | None = None,
-                 key_path: str | os.PathLike | None = None, ca_path: str | os.PathLike | None = None,
-                 crl_path: str | os.PathLike | None = None, files: TLSFiles | None = None, watch: bool = True,
+    def __init__(self, directory: str | os.PathLike[str] | None = None, *, cert_path: str | os.PathLike[str] | None = None,
+                 key_path: str | os.PathLike[str] | None = None, ca_path: str | os.PathLike[str] | None = None,
+                 crl_path: str | os.PathLike[str] | None = None, files: TLSFiles | None = None, watch: bool = True,
                  poll_interval: float = 1.0, inotify: bool = True):
         if files is None:
             if directory is not None:
@@ -371,7 +371,7 @@ class MTLS:
 # --- the original module-level API, kept working ---------------------------------------------------
 
 
-def server_context(directory: str | os.PathLike, require_client_cert: bool = True) -> ssl.SSLContext:
+def server_context(directory: str | os.PathLike[str], require_client_cert: bool = True) -> ssl.SSLContext:
     """A server context presenting tls.crt; with require_client_cert (mTLS), clients must present a
     certificate that chains to ca.crt. Built once: pair it with CertificateReloader, or use MTLS."""
     mtls = MTLS(directory, watch=False)
@@ -380,13 +380,13 @@ def server_context(directory: str | os.PathLike, require_client_cert: bool = Tru
     return ctx
 
 
-def client_context(directory: str | os.PathLike) -> ssl.SSLContext:
+def client_context(directory: str | os.PathLike[str]) -> ssl.SSLContext:
     """A client context presenting tls.crt and verifying the server (and its host name) against
     ca.crt. Built once: pair it with CertificateReloader, or use MTLS."""
     return MTLS(directory, watch=False).client_context()
 
 
-def fingerprint(directory: str | os.PathLike) -> str:
+def fingerprint(directory: str | os.PathLike[str]) -> str:
     """A digest of the mounted files, read through one generation: it changes exactly when the
     Secret's contents change."""
     try:
@@ -402,7 +402,7 @@ class CertificateReloader:
     SSLContext cannot forget a CA): MTLS.server_context()/client_context() swap whole contexts and
     can. It wakes on inotify events, checking at least every `interval` seconds."""
 
-    def __init__(self, context: ssl.SSLContext, directory: str | os.PathLike, interval: float = 30.0):
+    def __init__(self, context: ssl.SSLContext, directory: str | os.PathLike[str], interval: float = 30.0):
         self.context, self.directory, self.interval = context, directory, interval
         self.files = TLSFiles.from_directory(directory)
         self._seen = fingerprint(directory)

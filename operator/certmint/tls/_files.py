@@ -43,7 +43,7 @@ class TLSFiles:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_directory(cls, directory: str | os.PathLike, *, crl_path: str | os.PathLike | None = None,
+    def from_directory(cls, directory: str | os.PathLike[str], *, crl_path: str | os.PathLike[str] | None = None,
                        source: str | None = None) -> TLSFiles:
         """tls.crt, tls.key and ca.crt of a Secret mounted at directory."""
         d = Path(directory)
@@ -54,8 +54,8 @@ class TLSFiles:
         return cls(d / CERT, d / KEY, d / CA, Path(crl_path) if crl_path is not None else None, sources)
 
     @classmethod
-    def from_paths(cls, cert_path: str | os.PathLike, key_path: str | os.PathLike, ca_path: str | os.PathLike,
-                   crl_path: str | os.PathLike | None = None) -> TLSFiles:
+    def from_paths(cls, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str], ca_path: str | os.PathLike[str],
+                   crl_path: str | os.PathLike[str] | None = None) -> TLSFiles:
         return cls(Path(cert_path), Path(key_path), Path(ca_path), Path(crl_path) if crl_path else None,
                    {"cert": "cert_path", "key": "key_path", "ca": "ca_path", "crl": "crl_path"})
 

@@ -36,6 +36,8 @@ class MTLSClient:
 
     def __init__(self, mtls: MTLS | None = None, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
                  **session_kwargs: Any):
+        # An MTLS made here from the environment is this client's to close (its watcher thread).
+        self._owns_mtls = mtls is None
         self.mtls = mtls if mtls is not None else MTLS.from_env()
         self.server_identity = server_identity
         self._session_kwargs = session_kwargs
@@ -56,6 +58,8 @@ class MTLSClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._owns_mtls and self.mtls is not None:
+            self.mtls.close()
 
     async def __aenter__(self) -> MTLSClient:
         return await self.open()

@@ -83,7 +83,7 @@ def peer(context: grpc.ServicerContext) -> Peer | None:
     return Peer.from_san_values(sans, f"CN={subject}" if subject else "", serial)
 
 
-class PeerInterceptor(grpc.ServerInterceptor):
+class PeerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Admits only RPCs from clients whose certificate matches one of the rules; others get
     PERMISSION_DENIED and a log line naming their identity and the rules."""
 
@@ -101,13 +101,13 @@ class PeerInterceptor(grpc.ServerInterceptor):
         except PeerNotAllowed as e:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
 
-    def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+    def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         check = self._check
 
-        def wrap(behavior: Callable | None) -> Callable | None:
+        def wrap(behavior: Callable[..., Any] | None) -> Callable[..., Any] | None:
             if behavior is None:
                 return None
 
@@ -145,7 +145,7 @@ class _MultiCallable:
         return self._target().future(*args, **kwargs)
 
 
-class ReloadingChannel(grpc.Channel):
+class ReloadingChannel(grpc.Channel):  # type: ignore[misc]
     """A secure channel whose client certificate and anchors follow the files (see the module doc)."""
 
     def __init__(self, target: str, mtls: MTLS, *, options: Sequence[tuple[str, Any]] = (),
@@ -188,10 +188,10 @@ class ReloadingChannel(grpc.Channel):
         timer.daemon = True
         timer.start()
 
-    def subscribe(self, callback: Callable, try_to_connect: bool = False) -> None:
+    def subscribe(self, callback: Callable[..., Any], try_to_connect: bool = False) -> None:
         self.current().subscribe(callback, try_to_connect)
 
-    def unsubscribe(self, callback: Callable) -> None:
+    def unsubscribe(self, callback: Callable[..., Any]) -> None:
         if self._channel is not None:
             self._channel.unsubscribe(callback)
 
@@ -243,7 +243,7 @@ def secure_channel(target: str, mtls: MTLS, *, options: Sequence[tuple[str, Any]
 # --- grpc.aio ---------------------------------------------------------------------------------------
 
 
-class AioPeerInterceptor(grpc.aio.ServerInterceptor):
+class AioPeerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """PeerInterceptor for grpc.aio servers."""
 
     def __init__(self, allowed_peers: RuleLike | Sequence[RuleLike]):
@@ -260,13 +260,13 @@ class AioPeerInterceptor(grpc.aio.ServerInterceptor):
         except PeerNotAllowed as e:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
 
-    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+    async def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         check = self._check
 
-        def unary_response(behavior: Callable | None) -> Callable | None:
+        def unary_response(behavior: Callable[..., Any] | None) -> Callable[..., Any] | None:
             if behavior is None:
                 return None
 
@@ -276,7 +276,7 @@ class AioPeerInterceptor(grpc.aio.ServerInterceptor):
                 return await result if inspect.isawaitable(result) else result
             return checked
 
-        def streaming_response(behavior: Callable | None) -> Callable | None:
+        def streaming_response(behavior: Callable[..., Any] | None) -> Callable[..., Any] | None:
             if behavior is None:
                 return None
             if inspect.isasyncgenfunction(behavior):

@@ -59,11 +59,13 @@ class _AsyncCountedStream(httpx.AsyncByteStream):
 
 class MTLSTransport(httpx.BaseTransport):
     """An httpx transport presenting the mounted certificate; transport_kwargs go to
-    httpx.HTTPTransport (limits, http2, retries, ...)."""
+    httpx.HTTPTransport (limits, http2, retries, ...). With owns_mtls, closing the transport closes
+    mtls too."""
 
     def __init__(self, mtls: MTLS, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
-                 **transport_kwargs: Any):
+                 owns_mtls: bool = False, **transport_kwargs: Any):
         self.mtls, self.server_identity, self._kwargs = mtls, server_identity, transport_kwargs
+        self._owns_mtls = owns_mtls
         self._lock = threading.Lock()
         self._pool: _Pool | None = None
 
@@ -90,7 +92,7 @@ class MTLSTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         pool = self._current()
         try:
-            response = pool.transport.handle_request(request)
+            response: httpx.Response = pool.transport.handle_request(request)
         except BaseException:
             self._release(pool)
             raise
@@ -103,14 +105,17 @@ class MTLSTransport(httpx.BaseTransport):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.transport.close()
+        if self._owns_mtls:
+            self.mtls.close()
 
 
 class AsyncMTLSTransport(httpx.AsyncBaseTransport):
     """The asyncio/trio twin of MTLSTransport; transport_kwargs go to httpx.AsyncHTTPTransport."""
 
     def __init__(self, mtls: MTLS, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
-                 **transport_kwargs: Any):
+                 owns_mtls: bool = False, **transport_kwargs: Any):
         self.mtls, self.server_identity, self._kwargs = mtls, server_identity, transport_kwargs
+        self._owns_mtls = owns_mtls
         self._pool: _Pool | None = None
 
     async def _current(self) -> _Pool:
@@ -135,7 +140,7 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         pool = await self._current()
         try:
-            response = await pool.transport.handle_async_request(request)
+            response: httpx.Response = await pool.transport.handle_async_request(request)
         except BaseException:
             await self._release(pool)
             raise
@@ -147,18 +152,28 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.transport.aclose()
+        if self._owns_mtls:
+            self.mtls.close()
 
 
-def client(mtls: MTLS, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
+def client(mtls: MTLS | None = None, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
            transport_kwargs: dict[str, Any] | None = None, **client_kwargs: Any) -> httpx.Client:
-    """An httpx.Client over MTLSTransport; client_kwargs go to httpx.Client (base_url, timeout, ...)."""
-    return httpx.Client(transport=MTLSTransport(mtls, server_identity=server_identity, **(transport_kwargs or {})),
-                        **client_kwargs)
+    """An httpx.Client over MTLSTransport; client_kwargs go to httpx.Client (base_url, timeout, ...).
+    mtls defaults to MTLS.from_env(); with MTLS_ENABLED=false this is a plain httpx.Client."""
+    owns = mtls is None
+    mtls = mtls if mtls is not None else MTLS.from_env()
+    if mtls is None:
+        return httpx.Client(**client_kwargs)
+    return httpx.Client(transport=MTLSTransport(mtls, server_identity=server_identity, owns_mtls=owns,
+                                                **(transport_kwargs or {})), **client_kwargs)
 
 
-def async_client(mtls: MTLS, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
+def async_client(mtls: MTLS | None = None, *, server_identity: RuleLike | Sequence[RuleLike] | None = None,
                  transport_kwargs: dict[str, Any] | None = None, **client_kwargs: Any) -> httpx.AsyncClient:
-    """An httpx.AsyncClient over AsyncMTLSTransport."""
-    return httpx.AsyncClient(
-        transport=AsyncMTLSTransport(mtls, server_identity=server_identity, **(transport_kwargs or {})),
-        **client_kwargs)
+    """An httpx.AsyncClient over AsyncMTLSTransport; mtls as for client()."""
+    owns = mtls is None
+    mtls = mtls if mtls is not None else MTLS.from_env()
+    if mtls is None:
+        return httpx.AsyncClient(**client_kwargs)
+    return httpx.AsyncClient(transport=AsyncMTLSTransport(mtls, server_identity=server_identity, owns_mtls=owns,
+                                                          **(transport_kwargs or {})), **client_kwargs)

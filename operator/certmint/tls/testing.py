@@ -31,7 +31,7 @@ class SecretVolume:
     still holding its path sees it vanish.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
@@ -323,7 +323,7 @@ class Renewals:
     """A server and a client volume with certificates from one CA, renewed the way certmint renews:
     a new key and certificate, published by the kubelet's swap."""
 
-    def __init__(self, directory: str | os.PathLike, ca: "TestCA | None" = None, *,
+    def __init__(self, directory: str | os.PathLike[str], ca: "TestCA | None" = None, *,
                  server_uri: str = "spiffe://example.org/ns/test/sa/server",
                  client_uri: str = "spiffe://example.org/ns/test/sa/client"):
         self.ca = ca or TestCA()

@@ -50,7 +50,7 @@ def _protocol_with_tls_scope(base: type) -> type:
     scope itself and has no hook for it, so the protocol wraps the app per connection, where the
     connection's SSL object is known."""
 
-    class TLSScopeProtocol(base):  # type: ignore[misc, valid-type]
+    class TLSScopeProtocol(base):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             tls, peer = _tls_extension(transport.get_extra_info("ssl_object"))
@@ -58,7 +58,7 @@ def _protocol_with_tls_scope(base: type) -> type:
                 return
             inner: Any = self.app  # type: ignore[has-type]
 
-            async def app(scope: dict, receive: Any, send: Any) -> None:
+            async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 extensions = dict(scope.get("extensions") or {})
                 extensions["tls"] = tls
                 extensions["certmint.peer"] = peer
