@@ -384,3 +384,31 @@ def test_serial_and_not_after_match_cryptography(ca):
     serial, not_after = serial_and_not_after(der)
     assert int(serial, 16) == cert.serial_number and serial == issued.serial
     assert not_after == cert.not_valid_after_utc
+
+
+def test_a_dropped_anchor_cannot_come_back_through_session_resumption(tmp_path):
+    """A client of the dropped root that kept its TLS session from before the rotation gets a full
+    handshake, and is refused: the server resumes no session."""
+    old_root, new_root = TestCA("old root"), TestCA("new root")
+    server_volume = SecretVolume(tmp_path / "s")
+    server_cert = new_root.issue("server", **SERVER_NAMES)
+    server_volume.write(server_cert.secret(ca_pem=new_root.cert_pem + old_root.cert_pem))
+    SecretVolume(tmp_path / "old").write(old_root.issue("old-client").secret(ca_pem=new_root.cert_pem))
+    with MTLS(tmp_path / "s") as server, MTLS(tmp_path / "old", watch=False) as old:
+        srv = Server(server.server_context())
+        try:
+            ctx = old.client_context()
+            with socket.create_connection(srv.address, timeout=5) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.recv(100)
+                session = s.session
+            server_volume.write(server_cert.secret(ca_pem=new_root.cert_pem))
+            wait_for(lambda: server.generation.anchors == 1, what="reload")
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                with socket.create_connection(srv.address, timeout=5) as raw, \
+                        ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+                    assert not s.session_reused
+                    if not s.recv(100):
+                        raise ConnectionError("closed by the server")
+        finally:
+            srv.close()

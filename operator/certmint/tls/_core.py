@@ -205,6 +205,11 @@ class MTLS:
                                  "no identity to check")
         front = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         front.minimum_version = ssl.TLSVersion.TLSv1_2
+        # No session resumption: a resumed session skips certificate verification, so a client whose
+        # CA was dropped from ca.crt (or whose certificate was revoked) could keep coming back on a
+        # ticket issued before. Every new connection is verified against the current generation.
+        front.num_tickets = 0
+        front.options |= ssl.OP_NO_TICKET
         front.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
         if self.files.crl_path is not None:
             # Verification flags are the connection's, copied from the front context when it is
