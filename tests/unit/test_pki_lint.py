@@ -42,7 +42,10 @@ def ids(keys):
     return [f"{algorithm}-{size}" if size else algorithm for algorithm, size in keys]
 
 
-def ca(algorithm: str, size: int | None, parent: CASigner | None = None, options: SigningOptions = SigningOptions(),
+NO_URLS = SigningOptions()
+
+
+def ca(algorithm: str, size: int | None, parent: CASigner | None = None, options: SigningOptions = NO_URLS,
        ) -> CASigner:
     """A CA from a spec's defaults (usages and all), as `isCA: true` issues it."""
     key = generate_key(KeySpec(algorithm, size))
