@@ -21,6 +21,7 @@ from certmint.revocation import (
     CURRENT,
     DEFAULT_HISTORY_LIMIT,
     INVALID_SPEC,
+    MIN_PUBLISH_INTERVAL,
     ISSUER_CANNOT_PUBLISH_CRL,
     ISSUER_NOT_FOUND,
     MAX_HISTORY_LIMIT,
@@ -618,6 +619,10 @@ def test_reconcile_crl_publishes_then_rests_then_republishes_on_change(ca):
     rest = reconcile_crl(CA_ISSUER, spec, ca, None, configmap, status, [], NS, NOW + HOUR)
     assert rest.publication is None and rest.condition[0] == "True" and rest.recheck_at == NOW + 16 * HOUR
     assert rest.revoked == 0 and rest.next_update == NOW + DAY
+    # a revocation seconds after the last CRL waits, to share the next CRL with those that follow
+    early = reconcile_crl(CA_ISSUER, spec, ca, None, configmap, status, [revocation("keyCompromise", 77)],
+                          NS, NOW + dt.timedelta(seconds=2))
+    assert early.publication is None and early.recheck_at == NOW + MIN_PUBLISH_INTERVAL
     # a revocation: a new CRL with the next number
     changed = reconcile_crl(CA_ISSUER, spec, ca, None, configmap, status, [revocation("keyCompromise", 77)],
                             NS, NOW + HOUR)

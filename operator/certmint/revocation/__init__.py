@@ -51,6 +51,7 @@ from certmint.revocation.ledger import (
     CRL_NUMBER_ANNOTATION,
     CRL_TOO_LARGE,
     DEFAULT_VALIDITY,
+    MIN_PUBLISH_INTERVAL,
     MINIMUM_VALIDITY,
     NOT_AFTER_KEY,
     REFRESH_MARGIN,

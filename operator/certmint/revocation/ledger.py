@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_VALIDITY",
     "MAX_CONFIGMAP_BYTES",
     "MINIMUM_VALIDITY",
+    "MIN_PUBLISH_INTERVAL",
     "NOT_AFTER_KEY",
     "REFRESH_MARGIN",
     "CRLPlan",
@@ -91,6 +92,9 @@ REFRESH_MARGIN = dt.timedelta(hours=2)
 #: How long the controller waits after a revocation event before signing, so revocations
 #: applied together (kubectl apply of a directory) share one CRL and one ConfigMap write.
 COALESCE_DELAY = dt.timedelta(seconds=1)
+#: At most one CRL of an issuer per interval for new entries: a `kubectl apply` of 1,000
+#: revocations takes several seconds, and makes a few CRLs rather than one a second.
+MIN_PUBLISH_INTERVAL = dt.timedelta(seconds=5)
 #: The API server refuses a ConfigMap whose data exceeds 1 MiB; what is left is for metadata.
 MAX_CONFIGMAP_BYTES = 1024 * 1024 - 16 * 1024
 

@@ -32,6 +32,7 @@ from certmint.revocation.coverage import (
 from certmint.revocation.history import parse_history
 from certmint.revocation.ledger import (
     CRL_KEY,
+    MIN_PUBLISH_INTERVAL,
     Publication,
     crl_problem,
     desired_entries,
@@ -174,6 +175,11 @@ def reconcile_crl(issuer: IssuerKey, spec: IssuerSpec, signer: CASigner | None, 
     plan = plan_crl(ledger, desired, signer, spec.crl_validity, now)
     if not plan.sign:
         return CRLOutcome(None, crl_published_condition(stored_crl, None), revoked, next_update, plan.recheck_at)
+    if plan.reason == "EntriesChanged" and published is not None \
+            and now < published.this_update + MIN_PUBLISH_INTERVAL:
+        # the revocations wait (Pending) a few seconds and share the next CRL
+        return CRLOutcome(None, crl_published_condition(stored_crl, None), revoked, next_update,
+                          published.this_update + MIN_PUBLISH_INTERVAL)
     try:
         publication = publish(signer, issuer, namespace, desired, plan)
     except CRLError as e:
