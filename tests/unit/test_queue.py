@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from certmint.controller.queue import QueueObserver, RateLimiter, WorkQueue
+from certmint.controller.queue import NoObserver, RateLimiter, WorkQueue
 
 
 class FakeClock:
@@ -77,7 +77,7 @@ def test_add_at_keeps_the_earliest_time_per_key():
 def test_the_observer_sees_adds_waits_and_work():
     seen = {"added": 0, "started": [], "finished": [], "retried": 0}
 
-    class Observer(QueueObserver):
+    class Observer(NoObserver):
         def added(self):
             seen["added"] += 1
 

@@ -6,7 +6,7 @@ import logging
 import time
 
 from certmint.controller import status as st
-from certmint.controller.context import CERTIFICATE, Context, ObjectKey, Result
+from certmint.controller.context import CERTIFICATE, Context, ObjectKey, Result, issuer_key
 from certmint.controller.issuers import issuer_state_for
 from certmint.issuance import IssuanceError, issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.kube.api import ApiError
@@ -60,6 +60,7 @@ class Reconcile:
         decision = decide(observed, self.c.backoff)
         try:
             if isinstance(decision, UpToDate):
+                assert secret is not None, "up to date means the Secret exists"
                 self.keep(decision, secret)
             elif isinstance(decision, Issue):
                 self.issue(decision, issuer, secret)
@@ -69,10 +70,16 @@ class Reconcile:
             self.fail(e.reason, e.message)
         return Result(requeue_at=self.requeue_at)
 
+    @property
+    def parsed(self) -> CertificateSpec:
+        """The spec, for the outcomes that only run once it parsed."""
+        assert self.spec is not None, "the spec has not been parsed"
+        return self.spec
+
     # --- outcomes ------------------------------------------------------------------------
 
     def keep(self, d: UpToDate, secret: SecretState) -> None:
-        wanted = maintained_secret(secret, self.name, self.spec, self.pkcs12_password())
+        wanted = maintained_secret(secret, self.name, self.parsed, self.pkcs12_password())
         if secret_differs(secret, wanted):
             self.c.secrets.apply(self.namespace, wanted)
         self.write_status(st.ready_status(self.status, self.generation, self.now, d.not_before, d.not_after,
@@ -85,19 +92,24 @@ class Reconcile:
         self.c.events.record(self.obj, "Normal", "Issuing", trigger.message, action=trigger.reason)
         started = time.monotonic()
         try:
-            issued = issue_certificate(self.spec, issuer, secret, self.now)
+            if issuer.external:
+                ref = self.parsed.issuer_ref
+                issued = self.c.step.issue(issuer_key(ref.kind, self.namespace, ref.name), self.parsed, secret,
+                                           self.now)
+            else:
+                issued = issue_certificate(self.parsed, issuer, secret, self.now)
             revision = max(int(self.status.get("revision") or 0), secret_revision(secret) or 0) + 1
-            new = issued_secret(self.spec.secret_name, self.name, self.spec, issued, revision,
+            new = issued_secret(self.parsed.secret_name, self.name, self.parsed, issued, revision,
                                 self.annotations.get(RENEW), self.pkcs12_password())
             self.write_secret(new, ours=secret is not None)
         except ApiError as e:
-            self.fail("SecretWriteFailed", f"cannot write Secret {self.spec.secret_name}: {e.message}")
+            self.fail("SecretWriteFailed", f"cannot write Secret {self.parsed.secret_name}: {e.message}")
             return
-        self.c.metrics.issuance_seconds.labels(self.spec.template.key.algorithm).observe(time.monotonic() - started)
+        self.c.metrics.issuance_seconds.labels(self.parsed.template.key.algorithm).observe(time.monotonic() - started)
         self.c.metrics.issuances.labels(trigger.reason).inc()
         not_before = issued.certificate.not_valid_before_utc
         not_after = issued.certificate.not_valid_after_utc
-        renewal = renewal_time(not_before, not_after, self.spec)
+        renewal = renewal_time(not_before, not_after, self.parsed)
         self.write_status(st.issued_status(self.status, self.generation, self.now, not_before, not_after,
                                            renewal, revision, trigger.reason))
         message = f"The certificate has been successfully issued (revision {revision}, serial " \
@@ -162,14 +174,14 @@ class Reconcile:
         except ApiError as e:
             if not e.conflict:
                 raise
-            existing = self.c.secrets.read(self.namespace, self.spec.secret_name)
+            existing = self.c.secrets.read(self.namespace, self.parsed.secret_name)
             if existing is not None and existing.labels.get(CERTIFICATE_NAME) != self.name:
-                raise IssuanceError("SecretMismatch", f"Secret {self.spec.secret_name} already exists and is not "
+                raise IssuanceError("SecretMismatch", f"Secret {self.parsed.secret_name} already exists and is not "
                                     "managed by this Certificate: delete it or choose another secretName") from None
             self.c.secrets.apply(self.namespace, new)
 
     def pkcs12_password(self) -> bytes | None:
-        p12 = self.spec.pkcs12
+        p12 = self.parsed.pkcs12
         if not p12 or not p12.create:
             return None
         try:

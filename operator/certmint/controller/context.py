@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import cast
 
 from certmint.controller.options import Options
+from certmint.external.step_issuer import StepIssuers
 from certmint.kube.api import Api, resource_version
 from certmint.kube.resources import EventRecorder
 from certmint.kube.secrets import SecretCache, interned
@@ -124,6 +126,7 @@ class Context:
     backoff: Backoff
     now: Callable[[], dt.datetime]
     issuer_states: IssuerStates = field(default_factory=IssuerStates)
+    step: StepIssuers = field(default_factory=StepIssuers)  # shared step-ca clients and signers
 
     def remember(self, kind: str, obj: dict) -> dict:
         """Store the answer to our own write of an object we watch, through the version check:
@@ -133,7 +136,7 @@ class Context:
         return slimmed
 
     def certificates_of(self, issuer: ObjectKey) -> tuple[ObjectKey, ...]:
-        return tuple(self.objects.indexed(issuer))  # type: ignore[misc]
+        return tuple(cast(ObjectKey, k) for k in self.objects.indexed(issuer))
 
     def issuers_using(self, namespace: str, secret_name: str) -> tuple[ObjectKey, ...]:
-        return tuple(self.objects.indexed(ca_secret_key(namespace, secret_name)))  # type: ignore[misc]
+        return tuple(cast(ObjectKey, k) for k in self.objects.indexed(ca_secret_key(namespace, secret_name)))

@@ -14,12 +14,11 @@ import os
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from certmint.controller.certificates import reconcile_certificate
 from certmint.controller.context import (
     CERTIFICATE,
-    ISSUER_KINDS,
     Context,
     ObjectKey,
     Result,
@@ -42,6 +41,12 @@ from certmint.policy.types import CERTIFICATE_NAME
 
 log = logging.getLogger(__name__)
 
+# The reconciler of each kind the store holds; the kind is the first element of its keys.
+RECONCILERS: dict[str, Callable[[Context, ObjectKey], Result]] = {
+    CERTIFICATE: reconcile_certificate,
+    "Issuer": reconcile_issuer,
+    "ClusterIssuer": reconcile_issuer,
+}
 RESYNC = "Resync"  # queue key ("Resync", kind, namespace or ""): list one scope again, forget what is gone
 RELIST_SETTLE = 2.0  # seconds after a relist is noticed before the scope is listed again (debounce)
 PROBE_INTERVAL = 0.5  # seconds between /readyz probes while the API server is unavailable
@@ -53,9 +58,9 @@ class Controller:
         self.api = api
         self.options = options
         self.metrics = metrics or Metrics()
-        self.queue = WorkQueue(observer=self.metrics.queue_observer())
+        self.queue: WorkQueue[tuple] = WorkQueue(observer=self.metrics.queue_observer())
         self.metrics.watch_queue(self.queue.stats)
-        self.limiter = RateLimiter(cap=options.retry_max)
+        self.limiter: RateLimiter[tuple] = RateLimiter(cap=options.retry_max)
         self.objects: Store[dict] = Store(index=index_by_reference(options.cluster_resource_namespace))
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
         self.ctx = Context(api, options, self.objects, self.secrets, EventRecorder(api), self.metrics,
@@ -64,7 +69,7 @@ class Controller:
         self._workers: list[threading.Thread] = []
         self._listed_by_kopf: set[tuple[str, str]] = set()  # scopes whose first kopf listing was seen
         self._lock = threading.Lock()
-        self._parked: set[ObjectKey] = set()  # keys that failed because the API server was unavailable
+        self._parked: set[tuple] = set()  # keys that failed because the API server was unavailable
         self._probing = False
         self.started = threading.Event()  # store filled: ready to serve, as leader or standby
         self.leading = threading.Event()  # workers running
@@ -144,16 +149,12 @@ class Controller:
                 self.queue.done(key)
 
     def _reconcile(self, key: tuple) -> Result:
-        if key[0] == CERTIFICATE:
-            return reconcile_certificate(self.ctx, key)
-        if key[0] in ISSUER_KINDS:
-            return reconcile_issuer(self.ctx, key)
         if key[0] == RESYNC:
             self._resync(key[1], key[2])
             return Result(requeue_at=self.ctx.now() + self.options.resync_period)
-        raise ValueError(f"unknown key {key!r}")
+        return RECONCILERS[key[0]](self.ctx, key)
 
-    def _apply(self, key: ObjectKey, result: Result) -> None:
+    def _apply(self, key: tuple, result: Result) -> None:
         if result.forget:
             self.queue.forget(key)
         if result.requeue_at is not None:
@@ -161,7 +162,7 @@ class Controller:
         for woken in result.wake:
             self.queue.add(woken)
 
-    def _retry(self, key: ObjectKey, error: Exception, message: str | None) -> None:
+    def _retry(self, key: tuple, error: Exception, message: str | None) -> None:
         self.metrics.sync_errors.labels(key[0]).inc()
         delay = self.limiter.when(key)
         if isinstance(error, ApiError) and error.retry_after:
@@ -175,7 +176,7 @@ class Controller:
 
     # --- recovery: retry at once when the API server is back ----------------------------------
 
-    def _park(self, key: ObjectKey) -> None:
+    def _park(self, key: tuple) -> None:
         """key failed because the API server was unavailable. Its own back-off keeps it from
         hammering a server that is down; a single probe notices when the server is back, and
         then every parked key is retried at once instead of at the end of its back-off."""

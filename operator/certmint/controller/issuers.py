@@ -1,6 +1,7 @@
 """Reconcile an Issuer or ClusterIssuer: can it sign? Report it, and wake its certificates when that changes."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -10,9 +11,12 @@ from certmint.issuers import issuer_state, valid_until
 from certmint.kube.api import ApiError
 from certmint.kube.resources import patch_status
 from certmint.model import IssuerRef, SpecError, parse_issuer_spec
-from certmint.policy import IssuerState
+from certmint.model.issuer import STEP, IssuerSpec
+from certmint.policy import IssuerState, SecretState
 
 log = logging.getLogger(__name__)
+
+STEP_RETRY = dt.timedelta(seconds=10)  # how soon a step issuer whose CA failed is checked again
 
 
 def secret_namespace(ctx: Context, key: ObjectKey) -> str:
@@ -25,21 +29,38 @@ def compute_state(ctx: Context, key: ObjectKey, obj: dict, now: dt.datetime) -> 
         spec = parse_issuer_spec(obj.get("spec") or {})
     except SpecError as e:
         return IssuerState(False, "InvalidSpec", str(e))
-    secret = None
-    if spec.ca_secret_name:
-        namespace = secret_namespace(ctx, key)
-        secret = ctx.secrets.get(namespace, spec.ca_secret_name)
-        if secret is None:
+    if spec.kind == STEP:
+        state = _step_state(ctx, key, spec)
+    else:
+        secret = None
+        if spec.ca_secret_name:
             try:
-                secret = ctx.secrets.read(namespace, spec.ca_secret_name)
+                secret = _read_secret(ctx, secret_namespace(ctx, key), spec.ca_secret_name)
             except ApiError as e:
                 return IssuerState(False, "ErrGetKeyPair", f"cannot read CA Secret: {e.message}")
-    state = issuer_state(spec, secret, now, secret_namespace(ctx, key) if spec.ca_secret_name else None)
+        state = issuer_state(spec, secret, now, secret_namespace(ctx, key) if spec.ca_secret_name else None)
     ready = st.find_condition(obj.get("status") or {}, st.READY) or {}
     if state.ready:
         since = st.parse_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else now
-        state = IssuerState(state.ready, state.reason, state.message, state.signer, since or now)
+        state = dataclasses.replace(state, ready_since=since or now)
     return state
+
+
+def _read_secret(ctx: Context, namespace: str, name: str) -> SecretState | None:
+    """A Secret an issuer needs: from the store when it is one of ours, else read directly."""
+    return ctx.secrets.get(namespace, name) or ctx.secrets.read(namespace, name)
+
+
+def _step_state(ctx: Context, key: ObjectKey, spec: IssuerSpec) -> IssuerState:
+    """A step issuer is Ready when its CA answers and the provisioner key decrypts with the password."""
+    assert spec.step is not None
+    namespace = secret_namespace(ctx, key)
+    try:
+        password = _read_secret(ctx, namespace, spec.step.password_secret_name)
+    except ApiError as e:
+        return IssuerState(False, "ErrGetPassword", f"cannot read the provisioner password Secret: {e.message}",
+                           external=True)
+    return dataclasses.replace(ctx.step.check(key, spec.step, password, namespace), external=True)
 
 
 def issuer_state_for(ctx: Context, namespace: str, ref: IssuerRef) -> IssuerState:
@@ -61,6 +82,7 @@ def reconcile_issuer(ctx: Context, key: ObjectKey) -> Result:
     obj = ctx.objects.get(key)
     if obj is None:
         ctx.issuer_states.pop(key)
+        ctx.step.forget(key)
         ctx.metrics.forget_issuer(kind, namespace, name)
         return Result(wake=ctx.certificates_of(key), forget=True)
     now = ctx.now()
@@ -90,7 +112,10 @@ def _signing_changed(old: IssuerState, new: IssuerState) -> bool:
 
 
 def _recheck_at(ctx: Context, key: ObjectKey, obj: dict, state: IssuerState, now: dt.datetime) -> dt.datetime | None:
-    """CA issuers: re-check when the CA expires, and periodically if its Secret is not one we watch."""
+    """CA issuers: re-check when the CA expires, and periodically if its Secret is not one we watch.
+    Step issuers: periodically, and soon while the CA cannot be used, so they recover by themselves."""
+    if (obj.get("spec") or {}).get("step"):
+        return now + (ctx.options.issuer_recheck if state.ready else STEP_RETRY)
     ca = (obj.get("spec") or {}).get("ca") or {}
     if not ca:
         return None

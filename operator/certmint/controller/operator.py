@@ -69,7 +69,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
         async def on_event(event: kopf.RawEvent, _kind: str = kind, **_: Any) -> None:
             obj = event["object"]
             obj.setdefault("kind", _kind)
-            controller.object_event(event["type"], obj)
+            controller.object_event(event["type"], dict(obj))
 
         kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(on_event)
     return registry

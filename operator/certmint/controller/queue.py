@@ -17,9 +17,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Generic, Protocol, TypeVar
 
-Key = Hashable
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class QueueStats:
     longest_running_seconds: float
 
 
-class QueueObserver:
-    """Hooks for the work-queue metrics; the default records nothing."""
+class QueueObserver(Protocol):
+    """Hooks for the work-queue metrics."""
 
     def added(self) -> None: ...
 
@@ -41,9 +42,23 @@ class QueueObserver:
     def retried(self) -> None: ...
 
 
-class WorkQueue:
+class NoObserver:
+    def added(self) -> None:
+        pass
+
+    def started(self, waited_seconds: float) -> None:
+        pass
+
+    def finished(self, worked_seconds: float) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+
+class WorkQueue(Generic[Key]):
     def __init__(self, observer: QueueObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.observer = observer or QueueObserver()
+        self.observer: QueueObserver = observer or NoObserver()
         self._clock = clock
         self._cond = threading.Condition()
         self._queue: deque[Key] = deque()
@@ -143,7 +158,7 @@ class WorkQueue:
             return QueueStats(len(self._queue), sum(running), max(running, default=0.0))
 
 
-class RateLimiter:
+class RateLimiter(Generic[Key]):
     """How long to wait before retrying an item: the larger of its own exponential delay and
     the overall token bucket's (client-go's MaxOf(ItemExponentialFailure, Bucket) limiter)."""
 

@@ -191,7 +191,7 @@ def _api_error(status: int, reason: str, body: bytes | str | None, headers: Any 
         pass
     retry_after = None
     try:
-        retry_after = float((headers or {}).get("Retry-After"))
-    except (TypeError, ValueError):
+        retry_after = float(str((headers or {}).get("Retry-After")))
+    except ValueError:  # absent ("None") or an HTTP date: the rate limiter's own delay applies
         pass
     return ApiError(status, reason, message, retry_after)

@@ -92,7 +92,7 @@ class Reflector:
                         return
                     raise ApiError(obj.get("code", 0), obj.get("reason", ""), obj.get("message", ""))
                 version = obj.get("metadata", {}).get("resourceVersion", version)
-                if kind != "BOOKMARK":
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self.on_event(kind, obj)
                 if self._stop.is_set():
                     return

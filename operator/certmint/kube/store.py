@@ -23,7 +23,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Generic, Hashable, Iterable, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Set as AbstractSet
+from typing import Generic, TypeVar
 
 Key = tuple[str, ...]  # (kind, namespace or "", name) or (namespace, name)
 V = TypeVar("V")
@@ -122,7 +124,8 @@ class Store(Generic[V]):
         self._refile(key, None)
         return Change(key, current[1], deleted=True)
 
-    def replace(self, in_scope: Callable[[Key], bool], seen: set[Key], list_version: int) -> list[Change[V]]:
+    def replace(self, in_scope: Callable[[Key], bool], seen: AbstractSet[Key],
+                list_version: int) -> list[Change[V]]:
         """After a relist: delete the keys in scope that the listing did not return.
 
         The listed objects themselves were already upserted page by page. A key whose held

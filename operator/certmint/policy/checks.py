@@ -24,6 +24,7 @@ from certmint.pki import (
     parse_certificates,
     template_mismatches,
 )
+from certmint.pki.csr import as_decided_by_ca
 from certmint.pki.keys import PrivateKey
 from certmint.pki.types import ED25519, CertificateTemplate, IssuedCertificate
 from certmint.pki.usages import RSA_DEFAULT_USAGES, normalise_usages
@@ -135,6 +136,8 @@ def _template_for(obs: Observed, c: Contents) -> CertificateTemplate:
     upgrade does not re-issue every ECDSA and Ed25519 certificate at once.
     """
     template = obs.spec.template
+    if obs.issuer.external:
+        return as_decided_by_ca(template, c.issued)
     if obs.spec.usages_defaulted:
         legacy = (*RSA_DEFAULT_USAGES, *(("cert sign",) if template.is_ca else ()))
         if c.issued.usages == normalise_usages(legacy, template.is_ca):

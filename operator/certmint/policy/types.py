@@ -67,6 +67,8 @@ class IssuerState:
     signer: CASigner | None = None
     ready_since: dt.datetime | None = None  # when it last became Ready
     options: SigningOptions = field(default_factory=SigningOptions)
+    # The issuer signs a CSR elsewhere (step-ca), and that CA decides the subject, usages and CA flag.
+    external: bool = False
 
 
 @dataclass(frozen=True)
