@@ -115,12 +115,12 @@ class ParsedCRL:
 
 
 def check_can_sign_crl(ca: x509.Certificate) -> None:
-    """PKIError unless ca may sign CRLs: verifiers (OpenSSL among them) reject a CRL whose
-    issuer certificate has a keyUsage without cRLSign."""
+    """CRLError (CRLSignNotAllowed) unless ca may sign CRLs: verifiers (OpenSSL among them)
+    reject a CRL whose issuer certificate has a keyUsage without cRLSign."""
     key_usage = extension_value(ca, x509.KeyUsage)
     if key_usage is not None and not key_usage.crl_sign:
-        raise CRLError(CRL_SIGN_NOT_ALLOWED, 'the CA certificate may not sign CRLs: its keyUsage lacks cRLSign (add the "crl sign" '
-                       "usage to the CA's Certificate and re-issue it)")
+        raise CRLError(CRL_SIGN_NOT_ALLOWED, "the CA certificate may not sign CRLs: its keyUsage lacks cRLSign "
+                       '(add the "crl sign" usage to the CA\'s Certificate and re-issue it)')
 
 
 def build_crl(signer: CASigner, entries: Iterable[RevokedCertificate], number: int,
