@@ -198,7 +198,8 @@ def _events(cluster: Cluster, certificate: dict) -> list[dict]:
         return []  # events are a courtesy: a user allowed to read Certificates may not read events
     uid = meta.get("uid")
     events = [e for e in answer.get("items") or [] if (e.get("involvedObject") or {}).get("uid") in (uid, None)]
-    events.sort(key=_event_time)
+    # Events recorded in the same second keep the order the API server stored them in.
+    events.sort(key=lambda e: (_event_time(e), int((e.get("metadata") or {}).get("resourceVersion") or 0)))
     return [{"type": e.get("type"), "reason": e.get("reason"), "lastTimestamp": rfc3339(_event_time(e)),
              "count": e.get("count") or 1, "message": e.get("message")} for e in events[-EVENTS_SHOWN:]]
 

@@ -198,7 +198,7 @@ _ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
 def visible_len(text: str) -> int:
-    return len(_ANSI.sub("", text))
+    return len(_ANSI.sub("", text)) if "\033" in text else len(text)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

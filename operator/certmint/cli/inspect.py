@@ -144,7 +144,7 @@ def inspection(source: str, chain: list, roots: list, fetch_crl: bool = True,
             verified = verify_chain(chain[0], chain[1:], roots, reference)
             report["verifies"] = {"ok": True, "to": verified[-1].subject.rfc4514_string()}
         except VerifyError as e:
-            report["verifies"] = {"ok": False, "reason": str(e)}
+            report["verifies"] = {"ok": False, "reason": str(e).removeprefix("verification failed: ")}
     else:
         report["verifies"] = {"ok": None, "reason": "no ca.crt to verify against"}
     report["crl"] = crl_status(chain, verified, roots) if fetch_crl else {"status": "not checked"}

@@ -128,6 +128,8 @@ def verify_chain(leaf: Any, intermediates: list, roots: list, reference: dt.date
                                                  ee_policy=v.ExtensionPolicy.permit_all())
             chain = any_use.build_client_verifier().verify(leaf, intermediates).chain
     except v.VerificationError as e:
+        if "required EKU not found" in str(e):
+            _require_usage(leaf, f"{purpose} auth")  # says which usages the certificate has instead
         raise VerifyError(f"verification failed: {_readable(str(e))}") from None
     if purpose == SERVER:
         _require_usage(leaf, "server auth")
