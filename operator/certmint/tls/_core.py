@@ -36,7 +36,7 @@ from certmint.tls._watch import Watcher
 
 log = logging.getLogger("certmint.tls")
 
-_RETRIES = 5
+_RETRY_SECONDS = 5.0   # how long to chase a writer that keeps swapping while we read
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,8 @@ class MTLS:
         the new one. Outside that layout the files are read again after loading and must not have
         changed, so the contexts hold exactly the bytes that were read."""
         last: Exception | None = None
-        for attempt in range(_RETRIES):
+        deadline = time.monotonic() + _RETRY_SECONDS
+        while time.monotonic() < deadline:
             try:
                 snap = read_snapshot(self.files)
                 if snap.digest == unless_digest:
@@ -340,10 +341,13 @@ class MTLS:
                 if snap.generation or read_snapshot(self.files).digest == snap.digest:
                     return state
                 last = TLSConfigError("the files changed while being read")
+                time.sleep(0.01)  # a writer in the middle of replacing files in place: let it finish
             except FileNotFoundError as e:
+                # Either a configured file is really gone (check_exist says which, and who configured
+                # it), or the generation we resolved was superseded and deleted while we read it:
+                # then ..data already names the next one, so try again at once.
+                self.files.check_exist()
                 last = e
-            time.sleep(0.01 * (attempt + 1))
-        self.files.check_exist()  # a file that is really gone: say which and who configured it
         raise last if last else TLSConfigError("the files could not be read")
 
     def _build(self, snap: Snapshot) -> _State:
