@@ -266,6 +266,15 @@ def clean(rootfs: Path) -> None:
         path = rootfs / name
         path.unlink(missing_ok=True)
         path.write_text("")
+    # dpkg's path-exclude does not reach the Essential packages (mmdebstrap unpacks those
+    # itself) and keeps excluded directories: finish the job. Licenses stay.
+    for path in sorted((rootfs / "usr/share/doc").glob("*/*")):
+        if path.name != "copyright":
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    for name in ("usr/share/man", "usr/share/info", "usr/share/lintian"):
+        shutil.rmtree(rootfs / name, ignore_errors=True)
+    for path in (rootfs / "usr/share/locale").glob("*/"):
+        shutil.rmtree(path)  # translations; locale.alias stays
     # The installed packages' own test suites.
     site = rootfs / VENV.lstrip("/") / "lib/python3.11/site-packages"
     for tests in sorted(site.glob("*/tests")) + sorted(site.glob("*/test")):
@@ -298,7 +307,7 @@ def wheel_versions(rootfs: Path) -> dict[str, str]:
     for dist in site.glob("*.dist-info"):
         meta = (dist / "METADATA").read_text(errors="replace")
         name = re.search(r"^Name: (.+)$", meta, re.MULTILINE).group(1).strip()
-        found[name.lower()] = re.search(r"^Version: (.+)$", meta, re.MULTILINE).group(1).strip()
+        found[re.sub(r"[-_.]+", "-", name).lower()] = re.search(r"^Version: (.+)$", meta, re.MULTILINE).group(1).strip()
     return dict(sorted(found.items()))
 
 
