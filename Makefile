@@ -9,7 +9,7 @@ CLUSTER_DIR := .cache/cluster
 export CERTMINT_BIN_DIR := $(abspath $(BIN))
 export PATH := $(abspath $(BIN)):$(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test unit lint lock venv tools control-plane-tools system-deps cluster cluster-down bench clean
+.PHONY: run test unit lint lock venv tools control-plane-tools system-deps cluster cluster-down bench clean image image-test
 
 # The venv installs exactly the locked versions (with their hashes) that CI tested, then
 # certmint itself without resolving anything again. `make lock` refreshes the lock files
@@ -62,6 +62,18 @@ lint: venv
 
 unit: venv
 	$(PY) -m pytest tests/unit -q
+
+# The operator image as an OCI archive, dist/certmint-<version>.oci.tar, built from Debian's
+# packages and the locked wheels without a container engine (hack/image/build.py says how).
+# It needs root (mmdebstrap, chroot): sudo when not run as root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+image: venv system-deps
+	$(SUDO) $(PY) hack/image/build.py
+
+# The image tests alone (validate the archive, run it under runc, rebuild it to the same
+# digest); `make test` runs them too, as part of the whole suite.
+image-test: venv control-plane-tools system-deps
+	$(PY) -m pytest tests/image -q
 
 # pytest exits 5 when it collected nothing: that is a broken suite, so say so and fail.
 test: venv tools system-deps

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use (openssl, promtool and prometheus) when missing.
+# Installs the Debian packages the tests use (openssl, promtool and prometheus) when missing,
+# and what builds and runs the operator image (make image, tests/image): mmdebstrap builds the
+# Debian root filesystem, umoci and skopeo read the OCI archive, runc runs it.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing+=(prometheus)
+for tool in mmdebstrap umoci skopeo runc; do
+	# runc is in /usr/sbin, which a non-root PATH may not include.
+	command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || missing+=($tool)
+done
 [ ${#missing[@]} = 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
 	echo "install-system-deps: need ${missing[*]}, and apt-get is not available: install them by hand" >&2
