@@ -157,3 +157,22 @@ def test_the_ca_issuers_crl_and_aia_urls_are_in_every_certificate_it_signs(kubec
     assert "CRL Distribution Points" not in ca_text and "Authority Information Access" not in ca_text
     assert json.loads(kubectl("get", "issuer", "-n", ns, "ca", "-o", "json").stdout)["spec"]["ca"]["ocspServers"] == [
         "http://ocsp.example.com"]
+
+
+def test_a_self_signed_issuers_crl_url_is_in_its_certificates(kubectl, namespace, operator):
+    apply(kubectl, namespace, documents("""apiVersion: certmint.io/v1
+kind: Issuer
+metadata: {name: self-crl}
+spec: {selfSigned: {crlDistributionPoints: [http://pki.example.com/self.crl]}}""", """apiVersion: certmint.io/v1
+kind: Certificate
+metadata: {name: root}
+spec:
+  isCA: true
+  commonName: Root with a CRL
+  secretName: root
+  privateKey: {algorithm: ECDSA}
+  issuerRef: {name: self-crl}"""))
+    wait_ready(kubectl, namespace, "certificate/root")
+    text = openssl("x509", "-noout", "-text", input=secret_data(kubectl, namespace, "root")["tls.crt"]).stdout.decode()
+    assert re.search(r"X509v3 CRL Distribution Points:\s+Full Name:\s+URI:http://pki.example.com/self.crl", text), text
+    assert "Authority Information Access" not in text
