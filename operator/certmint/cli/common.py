@@ -75,6 +75,8 @@ def duration(text: str) -> dt.timedelta:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m")
     weeks, days, rest = int(match.group(1) or 0), int(match.group(2) or 0), match.group(3)
     extra = dt.timedelta()
+    if rest.startswith(("-", "+")):  # Go allows a sign; a window or a timeout is never negative
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m")
     if rest:
         extra = _go_duration(rest, text)
     elif match.group(1) is None and match.group(2) is None:
