@@ -1,9 +1,11 @@
 """What can be checked about the Dockerfile without building it (no Docker here): it runs
-the console script the package declares, as a non-root user, from a pinned Python 3.11+
-base, and it agrees with what the Helm chart expects of the image."""
+the console script the package declares, as a non-root user, from a pinned Debian bookworm
+base, it describes the image `make image` builds (hack/image/build.py: same packages, venv,
+user, entrypoint, environment), and it agrees with what the Helm chart expects of the image."""
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import re
 import tomllib
@@ -15,6 +17,14 @@ from certmint import cli
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "certmint"
+
+
+def image_build():
+    """hack/image/build.py as a module: its constants say what `make image` puts in the image."""
+    spec = importlib.util.spec_from_file_location("certmint_image_build", REPO / "hack" / "image" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -109,26 +119,65 @@ def test_runs_as_non_root_user_65532():
     assert "runAsUser: 65532" in pod and "runAsNonRoot: true" in pod
 
 
-def test_base_images_are_pinned_python_311_or_newer():
+def test_base_images_are_pinned_debian_bookworm():
+    """The image's Python is Debian bookworm's 3.11 in both builds, from a point-release tag."""
     images = base_images()
     assert len(images) >= 2, "a builder stage and a final stage"
+    assert len(set(images)) == 1, "the builder makes the venv for the final stage's Python: the same base"
     for image in images:
         assert "$" not in image, f"unresolved build argument in FROM {image}"
         name, _, tag = image.partition(":")
-        assert name in ("python", "docker.io/library/python"), image
-        match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?-slim", tag)
-        assert match, f"{image}: pin a slim python tag with its version, not {tag or 'latest'}"
-        assert (int(match.group(1)), int(match.group(2))) >= (3, 11), f"{image}: certmint needs Python 3.11+"
+        assert name in ("debian", "docker.io/library/debian"), image
+        assert re.fullmatch(r"12\.\d+-slim", tag), f"{image}: pin a bookworm point release (12.N-slim), not {tag}"
+    assert image_build().SUITE == "bookworm"
     assert pyproject()["project"]["requires-python"] == ">=3.11"
 
 
-def test_wheel_is_built_in_a_builder_stage_and_installed_in_the_final_stage():
+def run_commands(stage) -> str:
+    """The stage's RUN commands, whitespace collapsed (continuations leave double spaces)."""
+    return "\n".join(" ".join(rest.split()) for w, rest in stage if w == "RUN")
+
+
+def test_wheel_is_built_in_a_builder_stage_and_only_the_venv_reaches_the_final_stage():
     builder, final = stages()[0], final_stage()
     assert re.search(r"\bAS builder\b", builder[0][1], re.IGNORECASE)
-    assert any(w == "RUN" and re.search(r"build --wheel|pip wheel", rest) for w, rest in builder)
-    install = [rest for w, rest in final if w == "RUN" and "pip install" in rest]
-    assert install and "from=builder" in install[0] and ".whl" in install[0]
-    assert not [rest for w, rest in final if w == "COPY" and "operator" in rest], "no sources in the final image"
+    assert re.search(r"pip wheel --no-deps", run_commands(builder))
+    copies = [rest for w, rest in final if w == "COPY"]
+    venv = image_build().VENV
+    assert copies == [f"--from=builder {venv} {venv}"], "only the venv: no sources, no wheels, no build tools"
+
+
+def test_dockerfile_describes_the_image_make_image_builds():
+    build = image_build()
+    builder, final = stages()[0], final_stage()
+    # The same runtime packages from Debian.
+    installs = re.findall(r"apt-get install -y --no-install-recommends\s+([^&]+)", run_commands(final))
+    assert len(installs) == 1 and set(installs[0].split()) == set(build.packages())
+    # The same venv, filled from the same hashed locks, without deps resolution, pip or setuptools.
+    steps = run_commands(builder)
+    assert f"python3 -m venv --without-pip {build.VENV}" in steps
+    assert re.search(rf"--python {build.VENV}/bin/python install --no-compile --no-deps --require-hashes\s+"
+                     r"-r requirements-operator.lock", steps)
+    assert "--require-hashes --no-deps -r build.lock" in steps
+    copied = [rest.split()[0] for w, rest in builder if w == "COPY"]
+    assert "hack/image/build.lock" in copied and "requirements-operator.lock" in " ".join(
+        rest for w, rest in builder if w == "COPY")
+    # The same bytecode: unchecked hashes, kubernetes.aio left out.
+    assert "--invalidation-mode unchecked-hash" in steps and "-x /site-packages/kubernetes/aio/" in steps
+    # The same user, with the same passwd entry.
+    useradd = run_commands(final)
+    assert f"groupadd --gid {build.GID} {build.USER_NAME}" in useradd
+    assert (f"useradd --uid {build.UID} --gid {build.GID} --home-dir /nonexistent --no-create-home "
+            f"--shell /usr/sbin/nologin {build.USER_NAME}") in useradd
+    assert [rest for w, rest in final if w == "USER"] == [f"{build.UID}:{build.GID}"]
+    # The same process: entrypoint, command, environment, port.
+    assert exec_form(final, "ENTRYPOINT") == build.ENTRYPOINT
+    assert exec_form(final, "CMD") == build.CMD
+    env = [item for w, rest in final if w == "ENV" for item in rest.split()]
+    assert env == build.ENV
+    assert [rest for w, rest in final if w == "EXPOSE"] == [str(build.METRICS_PORT)]
+    # Both name the image the chart pulls by default.
+    assert build.IMAGE_REPOSITORY == values()["image"]["repository"]
 
 
 def test_chart_runs_the_image_the_way_it_is_built():
@@ -166,9 +215,11 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_keeps_what_the_build_needs_and_nothing_else():
     patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    for needed in ("pyproject.toml", "README.md", "operator/certmint/cli.py", "operator/certmint/pki/keys.py"):
+    for needed in ("pyproject.toml", "README.md", "requirements-operator.lock", "hack/image/build.lock",
+                   "operator/certmint/cli.py", "operator/certmint/pki/keys.py"):
         assert not _ignored(needed, patterns), f".dockerignore drops {needed}, which the build needs"
-    for unwanted in (".git/HEAD", ".venv/bin/python", ".cache/bin/kube-apiserver", "tests/conftest.py",
+    for unwanted in (".git/HEAD", ".venv/bin/python", ".cache/bin/kube-apiserver", "tests/conftest.py", "dist/x.oci.tar",
+                     "hack/image/build.py", "requirements.lock",
                      "operator/certmint/__pycache__/cli.cpython-311.pyc"):
         assert _ignored(unwanted, patterns), f".dockerignore should keep {unwanted} out of the build context"
     copied = [rest.split()[0] for w, rest in instructions() if w == "COPY" and "--from" not in rest]
