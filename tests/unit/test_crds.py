@@ -12,6 +12,8 @@ from certmint.model.duration import DURATION_PATTERN
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 CERT_MANAGER_SHORT_NAMES = {"cert", "certs", "iss", "ciss", "cr", "crs", "cm"}
+# trust-manager's Bundle (trust.cert-manager.io) is `bundle`/`bundles`: ours must not shadow it.
+TRUST_MANAGER_NAMES = {"bundle", "bundles", "ba"}
 
 EXPECTED = {
     "certificates.yaml": ("Certificate", "certificates", "Namespaced", ["mintcert", "mintcerts"]),
@@ -19,6 +21,7 @@ EXPECTED = {
     "clusterissuers.yaml": ("ClusterIssuer", "clusterissuers", "Cluster", ["mintciss"]),
     "certificaterevocations.yaml": ("CertificateRevocation", "certificaterevocations", "Namespaced",
                                     ["mintrevoke", "mintrev"]),
+    "bundles.yaml": ("Bundle", "bundles", "Cluster", ["mintbundle", "mintbundles"]),
 }
 
 
@@ -82,6 +85,8 @@ def test_short_names_do_not_collide_with_cert_managers_or_each_other():
         names = load(name)["spec"]["names"]
         seen += names["shortNames"] + [names["plural"], names["singular"]]
     assert not set(seen) & CERT_MANAGER_SHORT_NAMES
+    short = [n for name in ALL for n in load(name)["spec"]["names"]["shortNames"]]
+    assert not set(short) & TRUST_MANAGER_NAMES
     assert len(seen) == len(set(seen))
 
 
@@ -360,3 +365,37 @@ def test_revocation_spec_matches_the_model():
                      "is not a serial number in hex", "is not an RFC 5280 revocation reason",
                      "cannot be changed once created"):
         assert fragment in messages
+
+
+# ------------------------------------------------------------------ Bundle
+
+
+def bundle_spec():
+    return schema(load("bundles.yaml"))["properties"]["spec"]
+
+
+def test_bundle_takes_trust_managers_field_names():
+    spec = bundle_spec()
+    assert spec["required"] == ["sources", "target"]
+    assert set(spec["properties"]) == {"sources", "target", "namespaceSelector"}
+    source = spec["properties"]["sources"]["items"]
+    assert set(source["properties"]) == {"secret", "configMap", "inLine", "issuerRef", "useDefaultCAs"}
+    assert "exactly one of" in source["x-kubernetes-validations"][0]["message"]
+    for kind in ("secret", "configMap"):
+        assert source["properties"][kind]["required"] == ["name", "key"]
+    assert source["properties"]["issuerRef"]["properties"]["kind"]["enum"] == ["Issuer", "ClusterIssuer"]
+    target = spec["properties"]["target"]
+    assert set(target["properties"]) == {"configMap", "secret", "additionalFormats"}
+    assert set(target["properties"]["additionalFormats"]["properties"]) == {"pkcs12"}
+    selector = spec["properties"]["namespaceSelector"]["properties"]
+    assert set(selector) == {"matchLabels", "matchExpressions"}
+    assert selector["matchExpressions"]["items"]["properties"]["operator"]["enum"] == [
+        "In", "NotIn", "Exists", "DoesNotExist"]
+
+
+def test_bundle_status_and_columns():
+    status = schema(load("bundles.yaml"))["properties"]["status"]["properties"]
+    assert set(status) == {"conditions", "certificates", "namespaces", "hash", "issuerCAs"}
+    cols = columns("bundles.yaml")
+    assert list(cols) == ["ConfigMap Target", "Synced", "Reason", "Certificates", "Namespaces", "Age"]
+    assert cols["Synced"]["jsonPath"] == '.status.conditions[?(@.type=="Synced")].status'
