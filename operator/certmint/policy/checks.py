@@ -29,6 +29,7 @@ from certmint.pki.keys import PrivateKey
 from certmint.pki.types import ED25519, CertificateTemplate, IssuedCertificate
 from certmint.pki.usages import RSA_DEFAULT_USAGES, normalise_usages
 from certmint.policy.types import (
+    CERTIFICATE_NAME,
     ISSUER_GROUP,
     ISSUER_KIND,
     ISSUER_NAME,
@@ -74,7 +75,7 @@ def parse_contents(obs: Observed) -> Contents | Issue:
         missing = " and ".join(k for k, v in ((TLS_CERT, cert_pem), (TLS_KEY, key_pem)) if not v)
         return Issue("MissingData", f"Issuing certificate as Secret does not contain {missing}")
     try:
-        key = load_private_key(key_pem)
+        key = load_private_key(key_pem, written_by_us=secret.labels.get(CERTIFICATE_NAME) == obs.name)
     except PKIError:
         return Issue("InvalidKeyPair", "Issuing certificate as Secret contains an invalid private key")
     try:
