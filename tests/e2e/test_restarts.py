@@ -176,7 +176,10 @@ def test_standby_takes_over_when_the_leader_dies(private, tmp_path):
             time.sleep(0.2)
         takeover = time.monotonic() - killed_at
         print(f"\nstandby took over {takeover:.1f} s after the leader was killed")
-        assert takeover <= 20, f"takeover took {takeover:.1f} s"
+        # Expiry is judged on the standby's own clock: the 15 s lease runs from when it last saw the
+        # record change (up to one 2 s retry period after the renewal), and the takeover comes at
+        # its next 2 s attempt, so about 19 s at worst, plus slack for a loaded machine.
+        assert takeover <= 25, f"takeover took {takeover:.1f} s"
         new_holder = get_json(lambda *a, **k: kubectl(private, *a, **k), "lease", "-n", OPERATOR_NAMESPACE,
                               "ha-test")["spec"]["holderIdentity"]
         assert new_holder != holder
