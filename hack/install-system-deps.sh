@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use (openssl, promtool and prometheus) when missing,
 # and what builds and runs the operator image (make image, tests/image): mmdebstrap builds the
-# Debian root filesystem, umoci and skopeo read the OCI archive, runc runs it.
+# Debian root filesystem, umoci and skopeo read the OCI archive, runc runs it, and
+# docker-registry (Distribution) is the registry skopeo pushes it to.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing+=(prometheus)
-for tool in mmdebstrap umoci skopeo runc; do
+for tool in mmdebstrap umoci skopeo runc docker-registry; do
 	# runc is in /usr/sbin, which a non-root PATH may not include.
 	command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || missing+=($tool)
 done

@@ -109,7 +109,7 @@ ROOTFS_EPOCH = 1700000000
 REMOVE = [
     "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "var/cache/apt/*", "var/lib/apt/lists/*",
     "var/log/*", "var/cache/ldconfig/aux-cache", "etc/machine-id", "var/lib/dbus/machine-id",
-    "usr/share/bash-completion", "usr/share/python3/runtime.d", "root/.cache",
+    "usr/share/bash-completion", "root/.cache",
 ]
 EMPTY = ["etc/resolv.conf", "etc/hostname"]  # the runtime mounts its own
 
@@ -385,6 +385,9 @@ def main() -> int:
         "python": python,
     }
     (args.dist / f"certmint-{version}.oci.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if os.environ.get("SUDO_UID"):  # `make image` as a user, through sudo: the outputs are theirs
+        for path in (args.dist, archive, args.dist / f"certmint-{version}.oci.json"):
+            os.chown(path, int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"]))
     log(f"{archive}: {IMAGE_REPOSITORY}:{version}@{image.digest}, layer {image.layer_size / 1e6:.1f} MB "
         f"compressed, {unpacked / 1e6:.1f} MB unpacked, in {time.monotonic() - STARTED:.0f} s")
     print(image.digest)

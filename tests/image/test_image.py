@@ -4,8 +4,9 @@ reproducible, and a container that runc runs the way the chart's pod spec does.
 The module builds the image itself from the working tree (the Debian root filesystem and
 the wheels come from the cache in ~/.cache/certmint, so this takes about half a minute
 once they are there), so it always tests the code it sits next to. It needs root
-(mmdebstrap, chroot, runc), mmdebstrap, umoci, skopeo and runc; a missing one fails the
-tests with the command that installs it (hack/install-system-deps.sh), never skips them.
+(mmdebstrap, chroot, runc), mmdebstrap, umoci, skopeo, runc and docker-registry; a missing
+one fails the tests with the command that installs it (hack/install-system-deps.sh),
+never skips them.
 """
 from __future__ import annotations
 
@@ -36,9 +37,10 @@ BUILD = REPO / "hack" / "image" / "build.py"
 CHART = REPO / "charts" / "certmint"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 DEFAULT_IMAGE = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"] + ":" + VERSION
-# Kubernetes' default; the chart's Deployment does not set terminationGracePeriodSeconds.
-GRACE_PERIOD = 30
-TOOLS = ("mmdebstrap", "umoci", "skopeo", "runc")
+# The pod's terminationGracePeriodSeconds: the chart's, or Kubernetes' default of 30 s.
+_grace = re.search(r"terminationGracePeriodSeconds:\s*(\d+)", (CHART / "templates" / "deployment.yaml").read_text())
+GRACE_PERIOD = int(_grace.group(1)) if _grace else 30
+TOOLS = ("mmdebstrap", "umoci", "skopeo", "runc", "docker-registry")
 
 
 def require_tools() -> None:
@@ -328,6 +330,38 @@ def test_runc_runs_the_image_as_65532_read_only_and_it_issues(image, layout, iso
             subprocess.run(["runc", "--root", str(state), "kill", container, "KILL"], capture_output=True)
             runc.wait(10)
         subprocess.run(["runc", "--root", str(state), "delete", "--force", container], capture_output=True)
+
+
+def test_skopeo_copy_to_a_registry_keeps_the_digest_the_chart_pins(image, tmp_path):
+    """What docs/install.md tells users to run, against a real registry (Distribution, from
+    Debian's docker-registry package) on 127.0.0.1."""
+    archive, summary = image
+    port = localcluster.free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    registry = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while http_status(f"http://127.0.0.1:{port}/v2/") != 200:
+            assert registry.poll() is None and time.monotonic() < deadline, "the registry did not start"
+            time.sleep(0.1)
+        repository = f"127.0.0.1:{port}/certmint"
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci-archive:{archive}",
+                        f"docker://{repository}:{VERSION}"], check=True, capture_output=True, timeout=300)
+        # The chart's image.digest value: "repository@digest" resolves to the same image.
+        pulled = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{repository}@{summary['digest']}"],
+            check=True, capture_output=True, text=True).stdout)
+        assert pulled["Digest"] == summary["digest"]
+        tagged = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{repository}:{VERSION}"],
+            check=True, capture_output=True, text=True).stdout)
+        assert tagged["Digest"] == summary["digest"], "the tag names the same manifest, unconverted"
+    finally:
+        registry.terminate()
+        registry.wait(10)
 
 
 @pytest.mark.slow
