@@ -253,6 +253,10 @@ def test_seed_003_certificate_through_a_step_issuer(kubectl, namespace, operator
     leaf = check_served_certificate(kubectl, ca, namespace, tmp_path)
     assert obj_status(kubectl, "certificate", "my-service-tls", namespace)["revision"] == 1
     forced_renewal_issues_once(kubectl, ca, namespace, leaf, tmp_path)
+    # Repair works as with certmint's own issuers: a deleted Secret is issued again by the CA.
+    kubectl("delete", "secret", "-n", namespace, "my-service-tls")
+    wait_revision(kubectl, namespace, "my-service-tls", 3)
+    check_served_certificate(kubectl, ca, namespace, tmp_path)
 
 
 def test_seed_003_certificate_through_a_step_cluster_issuer(kubectl, operator, ca, tmp_path):
@@ -277,6 +281,7 @@ def test_seed_003_certificate_through_a_step_cluster_issuer(kubectl, operator, c
         kubectl("delete", "certificate", "-n", ns, "my-service-tls", "--ignore-not-found")
         kubectl("delete", "secret", "-n", ns, "my-service-tls", "--ignore-not-found")
         kubectl("delete", "clusterissuer", "step-ca-issuer", "--ignore-not-found")
+        kubectl("delete", "secret", "-n", OPERATOR_NAMESPACE, "step-ca-secrets", "--ignore-not-found")
 
 
 # --------------------------------------------------------------------------- what goes wrong
@@ -342,6 +347,11 @@ def test_stopped_ca_and_recovery_without_a_restart(private, tmp_path):
                                      step_issuer("Issuer", "step", ca.issuer_spec(password_secret="pw")),
                                      certificate("before", ["before.example.test"])))
         wait_ready(kubectl, ns, "certificate/before")
+        # A re-check that finds the issuer as it was writes nothing: with a 3 s re-check, two
+        # rounds leave the Issuer's resourceVersion where it was.
+        version = get_json(kubectl, "issuer", "-n", ns, "step")["metadata"]["resourceVersion"]
+        time.sleep(7)
+        assert get_json(kubectl, "issuer", "-n", ns, "step")["metadata"]["resourceVersion"] == version
 
         ca.stop()
         cond, detected = wait_condition(kubectl, "issuer", "step", ns, "False", "Unreachable", timeout=60)
@@ -354,6 +364,8 @@ def test_stopped_ca_and_recovery_without_a_restart(private, tmp_path):
         print(f"Certificate applied while the CA is down: Ready=False ({pending['reason']}: {pending['message']})")
         time.sleep(3)
         assert ready_condition(kubectl, "certificate", "pending", ns).get("status") == "False"
+        # What the CA already signed is still valid: an up-to-date certificate stays Ready.
+        assert ready_condition(kubectl, "certificate", "before", ns).get("status") == "True"
 
         ca.start()
         back = time.monotonic()
