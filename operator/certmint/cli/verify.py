@@ -108,6 +108,7 @@ def load_crl(path: str) -> Any:
 def verify_chain(leaf: Any, intermediates: list, roots: list, reference: dt.datetime, host: str | None = None,
                  ip: Any = None, purpose: str | None = None) -> list:
     """The verified chain, leaf first and a root last; VerifyError with the reason otherwise."""
+    from cryptography import x509
     from cryptography.x509 import verification as v
 
     if reference < leaf.not_valid_before_utc:
@@ -116,7 +117,7 @@ def verify_chain(leaf: Any, intermediates: list, roots: list, reference: dt.date
     if reference > leaf.not_valid_after_utc:
         raise VerifyError(f"verification failed: the certificate expired at {rfc3339(leaf.not_valid_after_utc)}")
     builder = v.PolicyBuilder().store(v.Store(roots)).time(reference)
-    subject = v.DNSName(host) if host else v.IPAddress(ip) if ip is not None else None
+    subject = x509.DNSName(host) if host else x509.IPAddress(ip) if ip is not None else None
     try:
         if purpose == SERVER and subject is not None:  # the Web PKI server check: chain, name and EKU at once
             return builder.build_server_verifier(subject).verify(leaf, intermediates)
