@@ -315,8 +315,9 @@ def test_rendering_with_options(helm):
 
 VERBS_READ = {"get", "list", "watch"}
 STATUS_WRITE = {"get", "patch", "update"}
-SECRET_VERBS = {"get", "list", "watch", "create", "patch"}
-CONFIGMAP_VERBS = {"get", "list", "watch", "create", "patch", "update"}  # the CRLs; never delete
+SECRET_VERBS = {"get", "list", "watch", "create", "patch", "delete"}  # delete: Bundle targets only
+CONFIGMAP_VERBS = {"get", "list", "watch", "create", "patch", "update"}  # the CRLs, and Bundle targets
+CRNS_CONFIGMAP_VERBS = CONFIGMAP_VERBS  # the ClusterIssuers' CRLs; never deleted
 
 
 def expected_namespaced(scope: str) -> set[tuple[str, str, str, str]]:
@@ -325,13 +326,17 @@ def expected_namespaced(scope: str) -> set[tuple[str, str, str, str]]:
         out |= {(scope, resource, v, "*any*") for v in VERBS_READ}
         out |= {(scope, resource + "/status", v, "*any*") for v in STATUS_WRITE}
     out |= {(scope, "secrets", v, "*any*") for v in SECRET_VERBS}
-    out |= {(scope, "configmaps", v, "*any*") for v in CONFIGMAP_VERBS}
+    out |= {(scope, "configmaps", v, "*any*") for v in CONFIGMAP_VERBS | {"delete"}}
     out |= {(scope, "events", v, "*any*") for v in ("create", "patch")}
     return out
 
 
 CLUSTER_ISSUERS = ({("cluster", "certmint.io/clusterissuers", v, "*any*") for v in VERBS_READ}
-                   | {("cluster", "certmint.io/clusterissuers/status", v, "*any*") for v in STATUS_WRITE})
+                   | {("cluster", "certmint.io/clusterissuers/status", v, "*any*") for v in STATUS_WRITE}
+                   # Bundles are cluster-scoped too, and select namespaces by label
+                   | {("cluster", "certmint.io/bundles", v, "*any*") for v in VERBS_READ}
+                   | {("cluster", "certmint.io/bundles/status", v, "*any*") for v in STATUS_WRITE}
+                   | {("cluster", "namespaces", v, "*any*") for v in VERBS_READ})
 LEASES = {(RELEASE_NS, "coordination.k8s.io/leases", "create", "*any*"),
           (RELEASE_NS, "coordination.k8s.io/leases", "get", RELEASE),
           (RELEASE_NS, "coordination.k8s.io/leases", "update", RELEASE)}
@@ -344,7 +349,7 @@ def test_rbac_is_exactly_what_the_operator_needs(helm):
     watched = helm.template("--set", "namespaces={team-a,team-b}")
     assert grants(watched) == (expected_namespaced("team-a") | expected_namespaced("team-b") | CLUSTER_ISSUERS
                                | LEASES | {(RELEASE_NS, "secrets", "get", "*any*"),
-                                           *{(RELEASE_NS, "configmaps", v, "*any*") for v in CONFIGMAP_VERBS},
+                                           *{(RELEASE_NS, "configmaps", v, "*any*") for v in CRNS_CONFIGMAP_VERBS},
                                            ("default", "events", "create", "*any*"),
                                            ("default", "events", "patch", "*any*")})
     # a watched cluster resource namespace (or "default") needs no extra Role
@@ -444,9 +449,9 @@ def test_install(release, helm, kubectl):
         kubectl("get", kind, "certmint", "-n", RELEASE_NS)
     assert deployment_args(kubectl)[:1] == ["operator"]
     kubectl("get", "clusterrolebinding", "certmint-controller", "certmint-clusterissuers")
-    # all namespaces: the ServiceAccount may write Secrets anywhere, but never delete them
+    # all namespaces: the ServiceAccount may write Secrets anywhere (and delete Bundle targets), never namespaces
     assert can_i(kubectl, "create", "secrets", "some-namespace")
-    assert can_i(kubectl, "list", "secrets", ALL) and not can_i(kubectl, "delete", "secrets", "some-namespace")
+    assert can_i(kubectl, "list", "secrets", ALL) and not can_i(kubectl, "delete", "namespaces", None)
     # a wrong value is refused before anything is created
     bad = helm("install", "bad", str(CHART), "-n", RELEASE_NS, "--set", "logFormat=xml", check=False)
     assert bad.returncode != 0 and "at '/logFormat'" in bad.stderr
@@ -477,7 +482,7 @@ def test_service_account_permissions(namespaced, kubectl):
         ("create", "clusterroles", None, None), ("escalate", "clusterroles", None, None),
         ("bind", "clusterroles", None, None), ("create", "rolebindings", a, None),
         ("create", "rolebindings", RELEASE_NS, None), ("create", "clusterrolebindings", None, None),
-        ("delete", "secrets", a, None), ("delete", "secrets", RELEASE_NS, None), ("update", "secrets", a, None),
+        ("delete", "secrets", RELEASE_NS, None), ("update", "secrets", a, None), ("delete", "secrets", UNWATCHED, None),
         ("list", "secrets", ALL, None), ("get", "secrets", UNWATCHED, None), ("list", "secrets", UNWATCHED, None),
         ("create", "secrets", UNWATCHED, None), ("create", "secrets", RELEASE_NS, None),
         ("list", "secrets", RELEASE_NS, None), ("create", "events", UNWATCHED, None),
@@ -488,7 +493,9 @@ def test_service_account_permissions(namespaced, kubectl):
         ("get", "leases.coordination.k8s.io/someone-else", RELEASE_NS, None),
         ("create", "leases.coordination.k8s.io", a, None), ("delete", "customresourcedefinitions", None, None),
         ("create", "serviceaccounts/token", RELEASE_NS, None), ("impersonate", "users", None, None),
-        ("delete", "configmaps", a, None), ("delete", "configmaps", RELEASE_NS, None),
+        ("delete", "configmaps", UNWATCHED, None), ("delete", "configmaps", RELEASE_NS, None),
+        ("create", "namespaces", None, None), ("patch", "namespaces", None, None),
+        ("create", "bundles.certmint.io", None, None), ("patch", "bundles.certmint.io", None, None),
         ("list", "configmaps", UNWATCHED, None), ("create", "certificaterevocations.certmint.io", a, None),
         ("delete", "certificaterevocations.certmint.io", a, None),
     ]
@@ -503,6 +510,9 @@ def test_service_account_permissions(namespaced, kubectl):
         ("update", f"leases.coordination.k8s.io/{RELEASE}", RELEASE_NS, None),
         ("patch", "configmaps", a, None), ("watch", "configmaps", b, None), ("create", "configmaps", RELEASE_NS, None),
         ("watch", "certificaterevocations.certmint.io", a, None),
+        ("delete", "configmaps", a, None), ("delete", "secrets", b, None),  # Bundle targets
+        ("watch", "namespaces", None, None), ("watch", "bundles.certmint.io", None, None),
+        ("patch", "bundles.certmint.io", None, "status"),
         ("patch", "certificaterevocations.certmint.io", b, "status"),
     ]
     wrong = [f"can {v} {r} in {ns or 'the cluster'}" for v, r, ns, sub in cannot if can_i(kubectl, v, r, ns, sub)]

@@ -125,10 +125,15 @@ def test_rbac_has_no_wildcards_and_never_deletes():
     assert rules
     assert not [line for line in rules if "*" in line], "RBAC rules must not use wildcards"
     operator_rules = rbac.split("aggregateToDefaultRoles", 1)[0]  # the user-facing roles come after
-    assert '"delete"' not in operator_rules and '"deletecollection"' not in operator_rules
-    for forbidden in ('"pods"', '"namespaces"', '"clusterroles"', '"roles"', '"rolebindings"',
+    # the one delete: Bundle targets (ConfigMaps and Secrets), never anything else
+    deletes = re.findall(r'resources: \[([^\]]*)\]\n\s*verbs: \[([^\]]*"delete"[^\]]*)\]', operator_rules)
+    assert deletes == [('"configmaps", "secrets"', '"delete"')], deletes
+    assert '"deletecollection"' not in operator_rules
+    for forbidden in ('"pods"', '"clusterroles"', '"roles"', '"rolebindings"',
                       '"clusterrolebindings"', '"escalate"', '"bind"', '"impersonate"'):
         assert forbidden not in rbac, f"the operator needs no {forbidden}"
+    # namespaces: read only (Bundles select them by label)
+    assert re.findall(r'resources: \["namespaces"\]\n\s*verbs: \[([^\]]*)\]', rbac) == ['"get", "list", "watch"']
 
 
 @pytest.mark.parametrize("template", sorted(p.name for p in (CHART / "templates").glob("*.yaml")))

@@ -170,7 +170,7 @@ def test_backoff_resets_when_the_issuer_becomes_ready_after_the_failure():
 def test_trigger_order_is_the_documented_priority():
     assert [t.__name__ for t in TRIGGERS] == [
         "key_pair_matches", "private_key_matches_spec", "issuer_annotations_match", "certificate_matches_spec",
-        "manual_renewal", "not_expired", "not_due_for_renewal"]
+        "manual_renewal", "not_expired", "signed_by_current_ca", "not_due_for_renewal"]
 
 
 def test_key_is_reused_only_with_rotation_policy_never():

@@ -42,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     help="longest retry delay (Go duration, default 1h)")
     op.add_argument("--issuer-recheck", type=_duration, default=dt.timedelta(minutes=5),
                     help="how often CA issuers re-read CA Secrets certmint did not issue (default 5m)")
+    op.add_argument("--rotation-spread", type=_duration, default=dt.timedelta(minutes=5),
+                    help="after a CA gets a new key, re-issue the certificates it signed over this window "
+                         "(Go duration, default 5m)")
+    op.add_argument("--trust-propagation-delay", type=_duration, default=dt.timedelta(minutes=2),
+                    help="how long a new trust bundle takes to reach every pod (kubelet sync); certificates from "
+                         "a new root wait this long after the bundles hold it (Go duration, default 2m)")
     op.add_argument("--leader-elect", action="store_true",
                     help="elect a leader on a Lease, so only one replica reconciles (for replicas > 1)")
     op.add_argument("--leader-election-namespace", default=None,
@@ -70,6 +76,8 @@ def start(args: argparse.Namespace) -> int:
         backoff_initial=args.backoff_initial,
         backoff_max=args.backoff_max,
         issuer_recheck=args.issuer_recheck,
+        rotation_spread=args.rotation_spread,
+        trust_propagation=args.trust_propagation_delay,
         leader_election=args.leader_elect,
         leader_election_namespace=args.leader_election_namespace or _default_namespace(),
         leader_election_id=args.leader_election_id,

@@ -7,6 +7,7 @@ import time
 
 from certmint.controller import status as st
 from certmint.controller.context import CERTIFICATE, Context, ObjectKey, Result, issuer_key
+from certmint.controller.bundles import rotation_gate
 from certmint.controller.issuers import issuer_state_for
 from certmint.issuance import IssuanceError, issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.kube.api import ApiError
@@ -54,8 +55,10 @@ class Reconcile:
         self.spec = spec
         issuer = issuer_state_for(self.c, self.namespace, spec.issuer_ref)
         secret = self.c.secrets.get(self.namespace, spec.secret_name)
+        ref = spec.issuer_ref
         observed = Observed(self.name, self.generation, spec, secret, issuer, self.now,
-                            self.annotations.get(RENEW), st.failure_record(self.status))
+                            self.annotations.get(RENEW), st.failure_record(self.status),
+                            rotation_gate(self.c, self.key, issuer, issuer_key(ref.kind, self.namespace, ref.name)))
         self.observed = observed
         decision = decide(observed, self.c.backoff)
         try:

@@ -17,6 +17,7 @@ from typing import cast
 from certmint.controller.options import Options
 from certmint.external.step_issuer import StepIssuers
 from certmint.kube.api import Api, resource_version
+from certmint.kube.objects import TrustCaches
 from certmint.kube.resources import EventRecorder
 from certmint.kube.secrets import SecretCache, interned
 from certmint.kube.store import Store
@@ -53,6 +54,14 @@ def ca_secret_key(namespace: str, name: str) -> tuple[str, str, str]:
     return ("CASecret", namespace, name)
 
 
+BUNDLE = "Bundle"
+
+
+def bundle_source_key(issuer: ObjectKey) -> tuple[str, str, str, str]:
+    """Where a Bundle with an issuerRef source is filed in the index: under the issuer it follows."""
+    return ("BundleSource", *issuer)
+
+
 def index_by_reference(cluster_resource_namespace: str) -> Callable[[tuple[str, ...], object], Iterable[tuple]]:
     """The store's index: a Certificate is filed under the issuer it references, and a CA issuer
     under its CA Secret, so a change of either wakes exactly the objects that depend on it."""
@@ -69,6 +78,11 @@ def index_by_reference(cluster_resource_namespace: str) -> Callable[[tuple[str, 
             if isinstance(ca, dict) and ca.get("secretName"):
                 namespace = key[1] if key[0] == "Issuer" else cluster_resource_namespace
                 return (ca_secret_key(namespace, ca["secretName"]),)
+        elif key[0] == BUNDLE:  # a Bundle under each issuer it follows (Issuers: in the trust namespace)
+            refs = [s.get("issuerRef") for s in spec.get("sources") or [] if isinstance(s, dict)]
+            return tuple(bundle_source_key(issuer_key(r.get("kind") or "ClusterIssuer", cluster_resource_namespace,
+                                                      r["name"]))
+                         for r in refs if isinstance(r, dict) and r.get("name"))
         return ()
     return filed
 
@@ -127,6 +141,7 @@ class Context:
     now: Callable[[], dt.datetime]
     issuer_states: IssuerStates = field(default_factory=IssuerStates)
     step: StepIssuers = field(default_factory=StepIssuers)  # shared step-ca clients and signers
+    trust: TrustCaches | None = None  # Namespaces and Bundle targets, for the Bundle reconciler
 
     def remember(self, kind: str, obj: dict) -> dict:
         """Store the answer to our own write of an object we watch, through the version check:
@@ -140,3 +155,6 @@ class Context:
 
     def issuers_using(self, namespace: str, secret_name: str) -> tuple[ObjectKey, ...]:
         return tuple(cast(ObjectKey, k) for k in self.objects.indexed(ca_secret_key(namespace, secret_name)))
+
+    def bundles_following(self, issuer: ObjectKey) -> tuple[ObjectKey, ...]:
+        return tuple(sorted(cast(ObjectKey, k) for k in self.objects.indexed(bundle_source_key(issuer))))

@@ -16,6 +16,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+from certmint.controller.bundles import (
+    bundles_for_secret,
+    reconcile_bundle,
+    wake_for_issuer,
+    wake_for_namespace,
+)
 from certmint.controller.certificates import reconcile_certificate
 from certmint.controller.context import (
     CERTIFICATE,
@@ -31,6 +37,7 @@ from certmint.controller.options import Options
 from certmint.controller.queue import RateLimiter, WorkQueue
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.leader import LeaderElector
+from certmint.kube.objects import BUNDLE_LABEL, TrustCaches
 from certmint.kube.reflector import list_into, version_number
 from certmint.kube.resources import INSTANCE, EventRecorder, resource_path
 from certmint.kube.secrets import SecretCache
@@ -46,6 +53,7 @@ RECONCILERS: dict[str, Callable[[Context, ObjectKey], Result]] = {
     CERTIFICATE: reconcile_certificate,
     "Issuer": reconcile_issuer,
     "ClusterIssuer": reconcile_issuer,
+    "Bundle": reconcile_bundle,
 }
 RESYNC = "Resync"  # queue key ("Resync", kind, namespace or ""): list one scope again, forget what is gone
 RELIST_SETTLE = 2.0  # seconds after a relist is noticed before the scope is listed again (debounce)
@@ -66,6 +74,9 @@ class Controller:
         self.ctx = Context(api, options, self.objects, self.secrets, EventRecorder(api), self.metrics,
                            Backoff(options.backoff_initial, options.backoff_max),
                            clock or (lambda: dt.datetime.now(dt.timezone.utc)))
+        # Namespaces and Bundle targets, for the Bundles: watched, so a new namespace gets its bundles at once.
+        self.ctx.trust = TrustCaches(api, list(options.namespaces) or None, self._namespace_changed,
+                                     self._target_changed)
         self._workers: list[threading.Thread] = []
         self._listed_by_kopf: set[tuple[str, str]] = set()  # scopes whose first kopf listing was seen
         self._lock = threading.Lock()
@@ -80,9 +91,13 @@ class Controller:
     def start(self) -> None:
         """Fill the store, then start the workers: no decision is taken on a partial view."""
         self.secrets.start()
+        assert self.ctx.trust is not None
+        self.ctx.trust.start()
         for reflector in self.secrets.reflectors:
             if not reflector.synced.wait(120):
                 raise RuntimeError(f"could not list {reflector.path} within 120 s")
+        if not self.ctx.trust.wait_synced(120):
+            raise RuntimeError("could not list Namespaces and Bundle targets within 120 s")
         for kind, namespace in self._scopes():
             self._resync(kind, namespace)
         self.started.set()
@@ -99,11 +114,15 @@ class Controller:
     def _scopes(self) -> list[tuple[str, str]]:
         """(kind, namespace or "") for each listing that together covers what we watch."""
         namespaces = list(self.options.namespaces) or [""]
-        return [(kind, ns) for kind in (CERTIFICATE, "Issuer") for ns in namespaces] + [("ClusterIssuer", "")]
+        return [(kind, ns) for kind in (CERTIFICATE, "Issuer") for ns in namespaces] + [("ClusterIssuer", ""),
+                                                                                         ("Bundle", "")]
 
     def _start_workers(self) -> None:
         for key in self.objects.keys():  # every object once: metrics and timers are rebuilt from it
             self.queue.add(key)
+        assert self.ctx.trust is not None
+        for name in self.ctx.trust.bundle_names():  # targets of a Bundle deleted while we were down
+            self.queue.add(("Bundle", "", name))
         for kind, namespace in self._scopes():
             self.queue.add_after((RESYNC, kind, namespace), self.options.resync_period.total_seconds())
         for i in range(self.options.workers):
@@ -128,6 +147,8 @@ class Controller:
         if self.elector:
             self.elector.stop()
         self.secrets.stop()
+        if self.ctx.trust is not None:
+            self.ctx.trust.stop()
 
     # --- the worker loop -------------------------------------------------------------------
 
@@ -209,6 +230,8 @@ class Controller:
             change = self.objects.upsert(key, resource_version(obj), obj)
         if change is not None:
             self.queue.add(key)
+            for bundle in wake_for_issuer(self.ctx, key):  # an issuer changed: the roots its Bundles follow may too
+                self.queue.add(bundle)
         if event_type is None and self.started.is_set():
             self._noticed_listing(key)
 
@@ -216,7 +239,7 @@ class Controller:
         """kopf lists a scope when it (re)starts a watch, and reports only the objects it finds, not
         the ones that are gone. The first listing of a scope is the one the store was filled from;
         after a later one, the scope is listed again here so what was deleted meanwhile is forgotten."""
-        scope = (key[0], key[1] if self.options.namespaces and key[0] != "ClusterIssuer" else "")
+        scope = (key[0], key[1] if self.options.namespaces and key[0] not in ("ClusterIssuer", "Bundle") else "")
         with self._lock:
             first = scope not in self._listed_by_kopf
             self._listed_by_kopf.add(scope)
@@ -251,3 +274,15 @@ class Controller:
             self.queue.add((CERTIFICATE, namespace, owner))
         for key in self.ctx.issuers_using(namespace, secret.name):
             self.queue.add(key)
+        for key in bundles_for_secret(self.ctx, namespace, secret.name, owner):
+            self.queue.add(key)
+
+    def _namespace_changed(self, key: tuple[str, str], old: dict | None, new: dict | None, own: bool) -> None:
+        for bundle in wake_for_namespace(self.ctx, old, new):
+            self.queue.add(bundle)
+
+    def _target_changed(self, key: tuple[str, str], old: dict | None, new: dict | None, own: bool) -> None:
+        """A Bundle's ConfigMap or Secret changed or went, and not by our hand: its Bundle puts it right."""
+        name = ((new or old) or {}).get("labels", {}).get(BUNDLE_LABEL)
+        if name and not own and self.started.is_set():
+            self.queue.add(("Bundle", "", name))

@@ -22,6 +22,13 @@ class Options:
     # Each watched scope is listed again this often, so an object deleted while a watch was down
     # is forgotten even when no later listing of its scope showed it missing.
     resync_period: dt.timedelta = dt.timedelta(minutes=10)
+    # CA rotation (docs/ca-rotation.md): certificates signed by a previous key of their CA are re-issued
+    # over this window, each at a stable offset, instead of all at once.
+    rotation_spread: dt.timedelta = dt.timedelta(minutes=5)
+    # How long a Bundle's new content takes to reach every pod: the kubelet syncs mounted ConfigMaps and
+    # Secrets on its sync period (1 min by default) plus its cache TTL. Certificates from a new root wait
+    # this long after every following Bundle holds it, and a retired root stays this long.
+    trust_propagation: dt.timedelta = dt.timedelta(minutes=2)
     leader_election: bool = False
     leader_election_namespace: str = "certmint"
     leader_election_id: str = "certmint-operator"

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 GROUP = "certmint.io"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
-PLURALS = {"Certificate": "certificates", "Issuer": "issuers", "ClusterIssuer": "clusterissuers"}
+PLURALS = {"Certificate": "certificates", "Issuer": "issuers", "ClusterIssuer": "clusterissuers",
+           "Bundle": "bundles"}
 EVENT_NAMESPACE_FOR_CLUSTER_OBJECTS = "default"
 COMPONENT = "certmint"
 INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()

@@ -6,12 +6,14 @@ unit-tested without a cluster.
 from __future__ import annotations
 
 import datetime as dt
+import dataclasses
 from dataclasses import dataclass
 
 from certmint.model.certificate import renewal_time
 from certmint.policy.checks import TRIGGERS, Contents, first_trigger, parse_contents
 from certmint.policy.types import (
     CERTIFICATE_NAME,
+    ISSUER_CHANGED,
     REVISION,
     Decision,
     FailureRecord,
@@ -76,6 +78,10 @@ def decide(obs: Observed, backoff: Backoff = Backoff()) -> Decision:
         first = first_trigger(obs, parsed)
         if first is None:
             return _up_to_date(obs, parsed)
+        if first.reason == ISSUER_CHANGED and obs.rotation_at is not None and obs.now < obs.rotation_at:
+            # Still valid, and its peers do not all trust the new root yet: renewed at its turn.
+            up_to_date = _up_to_date(obs, parsed)
+            return dataclasses.replace(up_to_date, renewal_time=min(up_to_date.renewal_time, obs.rotation_at))
         trigger = first
     if not obs.issuer.ready:
         return Wait("IssuerNotReady", f"Issuer is not ready: {obs.issuer.message}")

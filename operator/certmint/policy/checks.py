@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certmint.model.certificate import renewal_time
 from certmint.pki import (
@@ -31,6 +32,7 @@ from certmint.pki.usages import RSA_DEFAULT_USAGES, normalise_usages
 from certmint.policy.types import (
     CERTIFICATE_NAME,
     ISSUER_GROUP,
+    ISSUER_CHANGED,
     ISSUER_KIND,
     ISSUER_NAME,
     RENEW_HANDLED,
@@ -165,6 +167,21 @@ def not_expired(obs: Observed, c: Contents) -> Issue | None:
     return None
 
 
+def signed_by_current_ca(obs: Observed, c: Contents) -> Issue | None:
+    """The certificate was signed by the key its issuer's CA holds now. After a CA rotation (its
+    CA certificate re-issued with a new key, or its Secret replaced), certificates signed by the
+    previous key are re-issued, so the previous root can leave the trust bundles."""
+    signer = obs.issuer.signer
+    if signer is None or obs.issuer.external:
+        return None
+    try:
+        c.leaf.verify_directly_issued_by(signer.certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return Issue(ISSUER_CHANGED, "Issuing certificate as it was signed by a previous key of its issuer's CA "
+                     f"({signer.certificate.subject.rfc4514_string()}): the CA has a new key")
+    return None
+
+
 def not_due_for_renewal(obs: Observed, c: Contents) -> Issue | None:
     due = renewal_time(c.issued.not_before, c.issued.not_after, obs.spec)
     if obs.now >= due:
@@ -179,6 +196,7 @@ TRIGGERS: tuple[Check, ...] = (
     certificate_matches_spec,
     manual_renewal,
     not_expired,
+    signed_by_current_ca,
     not_due_for_renewal,
 )
 

@@ -37,6 +37,7 @@ SUBJECT_ANNOTATIONS = {
     "serial_number": f"{DOMAIN}/subject-serialnumber",
 }
 REVISION = f"{DOMAIN}/revision"
+ISSUER_CHANGED = "IssuerChanged"
 # On the Certificate: any new value asks for one issuance; the Secret records the value handled.
 RENEW = f"{DOMAIN}/renew"
 RENEW_HANDLED = f"{DOMAIN}/renew-handled"
@@ -92,6 +93,9 @@ class Observed:
     now: dt.datetime
     renew_request: str | None = None  # value of the certmint.io/renew annotation
     failure: FailureRecord = field(default_factory=FailureRecord)
+    # When an IssuerChanged re-issuance may run: after the issuer's new root has reached the workloads'
+    # trust bundles, at this certificate's place in the rotation window (None: no gate).
+    rotation_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
