@@ -106,6 +106,8 @@ class Reconcile:
                                 self.annotations.get(RENEW), self.pkcs12_password())
             self.write_secret(new, ours=secret is not None)
         except ApiError as e:
+            if e.transient:
+                raise  # the API server is down or busy: retried in moments, not after the issuance back-off
             self.fail("SecretWriteFailed", f"cannot write Secret {self.parsed.secret_name}: {e.message}")
             return
         self.c.metrics.issuance_seconds.labels(self.parsed.template.key.algorithm).observe(time.monotonic() - started)
@@ -190,6 +192,8 @@ class Reconcile:
         try:
             secret = self.c.secrets.read(self.namespace, p12.password_secret_name)
         except ApiError as e:
+            if e.transient:
+                raise
             raise IssuanceError("PasswordSecretUnreadable", e.message) from None
         if secret is None or p12.password_secret_key not in secret.data:
             raise IssuanceError("PasswordSecretNotFound", f"keystores.pkcs12.passwordSecretRef: Secret "

@@ -37,6 +37,8 @@ def compute_state(ctx: Context, key: ObjectKey, obj: dict, now: dt.datetime) -> 
             try:
                 secret = _read_secret(ctx, secret_namespace(ctx, key), spec.ca_secret_name)
             except ApiError as e:
+                if e.transient:
+                    raise  # the API server is down or busy: retried in moments
                 return IssuerState(False, "ErrGetKeyPair", f"cannot read CA Secret: {e.message}")
         state = issuer_state(spec, secret, now, secret_namespace(ctx, key) if spec.ca_secret_name else None)
     ready = st.find_condition(obj.get("status") or {}, st.READY) or {}
@@ -58,6 +60,8 @@ def _step_state(ctx: Context, key: ObjectKey, spec: IssuerSpec) -> IssuerState:
     try:
         password = _read_secret(ctx, namespace, spec.step.password_secret_name)
     except ApiError as e:
+        if e.transient:
+            raise
         return IssuerState(False, "ErrGetPassword", f"cannot read the provisioner password Secret: {e.message}",
                            external=True)
     return dataclasses.replace(ctx.step.check(key, spec.step, password, namespace), external=True)

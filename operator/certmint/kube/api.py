@@ -40,6 +40,12 @@ class ApiError(Exception):
         return self.status == 0 or self.status >= 500
 
     @property
+    def transient(self) -> bool:
+        """Unavailable, or throttled (429): nothing the user must fix, so worth retrying in moments
+        rather than reporting as a failed issuance."""
+        return self.unavailable or self.status == 429
+
+    @property
     def not_found(self) -> bool:
         return self.status == 404
 
