@@ -77,10 +77,9 @@ def test_kubectl_flags_go_before_or_after_the_command():
 def test_usage_errors_exit_2_with_one_line_and_a_pointer_to_help():
     result = run_cli("list", "-o", "html")
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        "certmint list: error: argument -o/--output: invalid choice: 'html' (choose from table, wide, json, yaml)",
-        "See 'certmint list --help'."] or "invalid choice: 'html'" in result.stderr
-    assert "Traceback" not in result.stderr
+    first, pointer = result.stderr.splitlines()
+    assert first.startswith("certmint list: error: argument -o/--output: invalid choice: 'html'")
+    assert pointer == "See 'certmint list --help'."
 
 
 def test_the_operator_command_keeps_its_flags_and_python_m_entry_point():
