@@ -426,3 +426,17 @@ def test_inspect_file_from_the_command_line(tmp_path):
     assert "Revocation (CRL):       not checked" in result.stdout
     bad = run_cli("inspect", "a", "b", "c")
     assert bad.returncode == 2 and "inspect takes `secret NAME` or one FILE" in bad.stderr
+
+
+def test_api_errors_read_as_one_line_each():
+    class ApiError(Exception):
+        def __init__(self, status: int, message: str):
+            self.status, self.message = status, message
+
+    assert str(common.api_error(ApiError(0, "Connection refused\nmore"), "x")) == \
+        "cannot reach the API server: Connection refused"
+    assert str(common.api_error(ApiError(404, 'certificates.certmint.io "web" not found'), "certificate 'web'")) == \
+        "certificate 'web' not found"
+    assert "certmint check api" in str(common.api_error(
+        ApiError(404, "the server could not find the requested resource"), "certificate 'web'"))
+    assert str(common.api_error(ApiError(403, "forbidden!"))) == "forbidden: forbidden!"

@@ -152,6 +152,9 @@ def api_error(e: Exception, what: str = "") -> CliError:
     status, message = getattr(e, "status", 0), getattr(e, "message", str(e))
     if status == 0:
         return CliError(f"cannot reach the API server: {_first_line(message)}")
+    if status == 404 and "could not find the requested resource" in message:
+        # The resource type itself is missing, not one object of it.
+        return CliError("the certmint API is not installed on this cluster (see `certmint check api`)")
     if status == 404 and what:
         return CliError(f"{what} not found")
     if status in (401, 403):
