@@ -57,8 +57,11 @@ run: venv control-plane-tools
 	kubectl apply --server-side --force-conflicts -f crds/ && \
 	exec $(VENV)/bin/certmint operator --cluster-resource-namespace default
 
+# Layer contracts, types (strict on the pure core, see pyproject.toml) and ruff's bug checks.
 lint: venv
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy operator/certmint
+	$(VENV)/bin/ruff check operator tests bench hack
 
 unit: venv
 	$(PY) -m pytest tests/unit -q
@@ -76,8 +79,7 @@ image-test: venv control-plane-tools system-deps
 	$(PY) -m pytest tests/image -q
 
 # pytest exits 5 when it collected nothing: that is a broken suite, so say so and fail.
-test: venv tools system-deps
-	$(VENV)/bin/lint-imports
+test: venv tools system-deps lint
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

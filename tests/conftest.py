@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import re
-import os
 import subprocess
 import sys
 import time

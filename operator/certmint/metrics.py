@@ -170,7 +170,7 @@ class CertificateSeries:
 
     def set(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
             not_before: dt.datetime | None, not_after: dt.datetime | None, renewal: dt.datetime | None) -> None:
-        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(CERT_LABELS, (name, namespace) + tuple(issuer)))
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(CERT_LABELS, (name, namespace) + tuple(issuer), strict=True))
         record = (labels, ready, _stamp(not_before), _stamp(not_after), _stamp(renewal))
         with self._lock:
             self._records[(namespace, name)] = record

@@ -2,7 +2,6 @@
 mutual TLS with the issued Secrets, and the errors only the operator can report."""
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import threading
@@ -224,7 +223,7 @@ def test_every_key_type_and_encoding_from_a_ca_issuer(kubectl, chain_namespace, 
     apply(kubectl, ns, manifests)
     for name, *_ in KEY_TYPES:
         wait_ready(kubectl, ns, f"certificate/{name}", timeout="180s")
-    for name, algorithm, size, encoding, pem_header, openssl_says in KEY_TYPES:
+    for name, _algorithm, _size, _encoding, pem_header, openssl_says in KEY_TYPES:
         files = write_secret_files(kubectl, ns, name, tmp_path / name)
         assert pem_header in files["tls.key"].read_text(), name
         key_text = openssl("pkey", "-in", str(files["tls.key"]), "-noout", "-text").stdout.decode()

@@ -31,7 +31,9 @@ def test_the_kubeconfig_flag_alone_is_enough(private, tmp_path):
     op = start_operator(private, tmp_path / "operator.log", env={"KUBECONFIG": None, "HOME": str(home)})
     try:
         # created after start-up: only a running watch can see them
-        kubectl = lambda *a, **k: run_kubectl(private, *a, **k)
+        def kubectl(*args, **kwargs):
+            return run_kubectl(private, *args, **kwargs)
+
         apply(kubectl, ns, documents(SELF_SIGNED_ISSUER, """apiVersion: certmint.io/v1
 kind: Certificate
 metadata: {name: web}

@@ -230,7 +230,7 @@ def certificate_alerts(prom: Prometheus, s: Scenario, name: str) -> set[str]:
 def settled(prom: Prometheus, s: Scenario, *selectors: str) -> None:
     """Until Prometheus has scraped each selector's series and evaluated the rules after that."""
     for selector in selectors:
-        wait_until(lambda: prom.query(selector), TIMEOUT, f"Prometheus to have {selector}", explain(prom, s))
+        wait_until(lambda selector=selector: prom.query(selector), TIMEOUT, f"Prometheus to have {selector}", explain(prom, s))
     prom.wait_for_evaluation_after(time.time())
 
 
@@ -239,7 +239,7 @@ def prometheus_timestamps(prom: Prometheus, s: Scenario, name: str,
     out = {}
     for metric in metrics:
         selector = f'certmanager_certificate_{metric}_timestamp_seconds{{namespace="{s.namespace}",name="{name}"}}'
-        out[metric] = wait_until(lambda: prom.value(selector), TIMEOUT, selector, explain(prom, s))
+        out[metric] = wait_until(lambda selector=selector: prom.value(selector), TIMEOUT, selector, explain(prom, s))
     return out
 
 

@@ -30,7 +30,8 @@ def list_into(api: Api, path: str, selector: str | None, on_item: Callable[[dict
     seen and the listing's resourceVersion (to watch from, and to judge what the listing covered)."""
     seen: set[tuple[str, str]] = set()
     version = ""
-    for items, version in api.list_pages(path, selector):
+    for items, page_version in api.list_pages(path, selector):
+        version = page_version  # every page carries the listing's version; the last one counts
         for item in items:
             meta = item.get("metadata", {})
             seen.add((meta.get("namespace", "") or "", meta.get("name", "")))
