@@ -28,11 +28,6 @@ import json
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from conftest import (
     OPERATOR_NAMESPACE,
     apply,
@@ -45,6 +40,10 @@ from conftest import (
     wait_for_events,
     wait_ready,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from stepca import StepCA
 
 PEM_END = b"-----END CERTIFICATE-----\n"
@@ -121,7 +120,7 @@ def other_root_bundle() -> str:
     """A caBundle with a root that did not sign the CA's TLS certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the step CA root")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
             .not_valid_after(now + DAY).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -133,7 +132,7 @@ def other_root_bundle() -> str:
 
 
 def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def obj_status(kubectl, kind: str, name: str, namespace: str | None = None) -> dict:
@@ -231,8 +230,9 @@ def forced_renewal_issues_once(kubectl, ca: StepCA, namespace: str, before: x509
     time.sleep(15)
     status = obj_status(kubectl, "certificate", "my-service-tls", namespace)
     assert status["revision"] == 2, f"re-issued again after the forced renewal: {status}"
-    events = wait_for_events(kubectl, namespace,
-                             lambda evs: len(events_for(evs, "my-service-tls", "Issued")) >= 2)
+    # Events are recorded in the background: wait for both issuances' Issuing and Issued events.
+    events = wait_for_events(kubectl, namespace, lambda evs: len(events_for(evs, "my-service-tls", "Issued")) >= 2
+                             and len(events_for(evs, "my-service-tls", "Issuing")) >= 2)
     issuing = events_for(events, "my-service-tls", "Issuing")
     assert len(issuing) == 2, [e.get("message") for e in issuing]
     assert secret_data(kubectl, namespace, "my-service-tls")["tls.crt"].startswith(
