@@ -155,6 +155,24 @@ def test_unreachable_api_server_is_one_line(cluster, tmp_path, namespace):
     one_line_error(certmint(cluster, "list", "--kubeconfig", str(path)), 1, "cannot reach the API server")
 
 
+def test_context_flag_picks_the_kubeconfig_context(cluster, kubectl, tmp_path):
+    """--context chooses among the kubeconfig's contexts, and its namespace becomes the default."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    good = config["contexts"][0]
+    dead = {"name": "dead", "cluster": {**config["clusters"][0]["cluster"],
+                                        "server": f"https://127.0.0.1:{localcluster.free_port()}"}}
+    config["clusters"].append(dead)
+    config["contexts"] = [{"name": "dead", "context": {**good["context"], "cluster": "dead"}},
+                          {"name": "good", "context": {**good["context"], "namespace": "certmint-system"}}]
+    config["current-context"] = "dead"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    one_line_error(certmint(cluster, "list", "--kubeconfig", str(path)), 1, "cannot reach the API server")
+    chosen = certmint(cluster, "--context", "good", "check", "api", "--kubeconfig", str(path))
+    assert chosen.returncode == 0, chosen.stderr
+    assert "in namespace certmint-system" in chosen.stdout
+
+
 def test_forbidden_is_one_line(cluster, kubectl, namespace, tmp_path):
     kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     token = kubectl("create", "token", "nobody", "-n", namespace, "--duration", "10m").stdout.strip()
@@ -432,6 +450,39 @@ def test_cleanup_lists_then_deletes_orphaned_secrets(cluster, kubectl, namespace
     kubectl("get", "secret", "kept-tls", "-n", namespace)
     again = certmint(cluster, "cleanup", "-n", namespace)
     assert again.stdout == "" and "No orphaned certmint Secrets" in again.stderr
+
+
+def test_cleanup_asks_before_deleting_on_a_terminal(cluster, kubectl, namespace, operator):
+    apply(kubectl, namespace, documents(SELF_SIGNED_ISSUER, certificate("asked")))
+    wait_ready(kubectl, namespace, "certificate/asked")
+    kubectl("delete", "certificate", "asked", "-n", namespace)
+
+    def answer(reply: str) -> str:
+        controller, worker = pty.openpty()
+        proc = subprocess.Popen([str(BIN / "certmint"), "cleanup", "-n", namespace, "--delete"], stdin=worker,
+                                stdout=worker, stderr=worker, env=cluster.env())
+        os.close(worker)
+        seen = b""
+        while b"[y/N]" not in seen:
+            seen += os.read(controller, 4096)
+        os.write(controller, reply.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.wait(60)
+        os.close(controller)
+        assert proc.returncode == 0
+        return seen.decode()
+
+    assert "Nothing deleted." in answer("n")
+    kubectl("get", "secret", "asked-tls", "-n", namespace)
+    assert "secret/asked-tls" in answer("y")
+    assert kubectl("get", "secret", "asked-tls", "-n", namespace, check=False).returncode != 0
 
 
 # --- check api, version, completion -------------------------------------------------------------
