@@ -12,7 +12,8 @@ Steps, all from Debian's and PyPI's packages (no base image is pulled):
    suite, mirrors and options.
 2. The wheels of requirements-operator.lock and build.lock (hashes checked by pip), cached in
    ~/.cache/certmint/wheels-<hash of the lock files>/, and a wheel of certmint built from
-   the working tree.
+   the working tree (or, with --commit, from that commit's sources). CERTMINT_CACHE_DIR
+   moves the cache.
 3. In a copy of the root filesystem (chroot): a venv at /opt/certmint, the wheels installed
    with --no-index --require-hashes by a pinned pip run from its wheel (so no pip or
    setuptools stays in the image), the user 65532, bytecode compiled with
@@ -26,7 +27,9 @@ current bookworm point release and security updates, so a build on another day m
 newer packages; the exact versions are recorded in the .oci.json next to the archive, in
 the image's dpkg database, and a digest of the list in the label io.certmint.image.debian-packages.
 The gzip stream also depends on the zlib of the Python that builds it (the layer's diff_id
-does not).
+does not). A cached root filesystem keeps the package versions it was built with, so that
+rebuilds stay identical; --refresh-rootfs builds it again from the mirror (to take Debian's
+security updates).
 """
 from __future__ import annotations
 
@@ -155,11 +158,11 @@ def rootfs_key() -> str:
     return hashlib.sha256(oci.canonical_json(recipe)).hexdigest()[:16]
 
 
-def cached_rootfs() -> Path:
+def cached_rootfs(refresh: bool = False) -> Path:
     """The Debian root filesystem, from the cache or built with mmdebstrap."""
     target = cache_root() / f"image-rootfs-{rootfs_key()}"
     with locked(cache_root() / f".image-rootfs-{rootfs_key()}.lock"):
-        if (target / ".complete").exists():
+        if (target / ".complete").exists() and not refresh:
             log(f"Debian root filesystem from {target}")
             return target / "rootfs"
         shutil.rmtree(target, ignore_errors=True)
@@ -315,6 +318,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dist", type=Path, default=REPO / "dist", help="output directory")
     parser.add_argument("--commit", help="build this commit's sources instead of the working tree's")
+    parser.add_argument("--refresh-rootfs", action="store_true",
+                        help="build the Debian root filesystem again from the mirror instead of the cached one")
     args = parser.parse_args()
     if os.geteuid() != 0:
         log("needs root: mmdebstrap --mode=root, chroot and the files' owners (run it with sudo)")
@@ -336,7 +341,7 @@ def main() -> int:
     if dirty:
         log(f"the working tree differs from {commit[:12]} in {' '.join(SOURCES)}: revision {revision}")
 
-    base = cached_rootfs()
+    base = cached_rootfs(args.refresh_rootfs)
     wheels = cached_wheels()
     with tempfile.TemporaryDirectory(prefix="certmint-image-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         work = Path(tmp)
