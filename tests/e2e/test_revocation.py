@@ -159,9 +159,13 @@ def wait_listed(kubectl, namespace: str, issuer: str, serials: set[int], timeout
         events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
         issuer_obj = kubectl("get", "issuer", "-n", namespace, issuer, "-o", "json", check=False).stdout
         return f"issuer: {issuer_obj[-2000:]}\nevents: {events[-3000:]}"
+    def missing() -> str:
+        absent = sorted(serials - listed(published_crl(kubectl, namespace, issuer)))
+        return f"{len(absent)} of {len(serials)} serials missing, e.g. {', '.join(map(hex_serial, absent[:3]))}"
+
     return wait_for(lambda: (crl := published_crl(kubectl, namespace, issuer)) is not None
-                    and serials <= listed(crl) and crl, f"the CRL of {issuer} to list {sorted(map(hex, serials))}",
-                    timeout, explain)
+                    and serials <= listed(crl) and crl, f"the CRL of {issuer} to list {len(serials)} serials",
+                    timeout, lambda: f"{missing()}\n{explain()}")
 
 
 def wait_revoked(kubectl, namespace: str, name: str, timeout: str = "60s") -> dict:
