@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 import uuid
 
@@ -67,7 +66,6 @@ def test_bundle_reaches_matching_namespaces_only_and_follows_their_labels(kubect
     subjects = pem_subjects(cm["data"]["ca.crt"])
     assert subjects.count("CN=Bundle Root A") == 1 and "CN=Bundle Root B" in subjects
     assert len(subjects) > 100  # certifi's public CAs
-    assert subjects == sorted(subjects, key=str) or True  # order: subject, then fingerprint (unit-tested)
     assert cm["metadata"]["labels"]["certmint.io/bundle"] == name
     assert cm["metadata"]["ownerReferences"][0]["kind"] == "Bundle"
     store = pkcs12.load_pkcs12(base64.b64decode(cm["binaryData"]["truststore.p12"]), None)
@@ -124,8 +122,6 @@ def test_invalid_sources_keep_the_last_good_content(kubectl, operator):
     assert pem_subjects(good) == ["CN=Keep Root"]
 
     # not PEM
-    kubectl("create", "configmap", f"{name}-src", "-n", OPERATOR_NAMESPACE, "--from-literal=roots=garbage",
-            "--dry-run=client", "-o", "yaml")
     kubectl("patch", "configmap", "-n", OPERATOR_NAMESPACE, f"{name}-src", "--type=merge", "-p",
             '{"data": {"roots": "garbage"}}')
     kubectl("annotate", "bundle", name, f"poke={uuid.uuid4().hex}")  # ConfigMap sources are re-read on a change
@@ -233,4 +229,3 @@ def test_a_bundle_reaches_1000_namespaces_with_one_write_each_and_a_restart_writ
         assert not writes, writes
     finally:
         op.stop()
-    subprocess.run(["true"])

@@ -130,7 +130,7 @@ def chains_to(chain_pem: bytes, root: x509.Certificate) -> bool:
     """tls.crt (leaf, then intermediates) verifies up to this root, signature by signature."""
     chain = [*certificates(chain_pem), root]
     try:
-        for child, parent in zip(chain, chain[1:]):
+        for child, parent in zip(chain, chain[1:], strict=False):
             child.verify_directly_issued_by(parent)
     except Exception:
         return False
@@ -328,7 +328,7 @@ def test_root_rotation_with_zero_failed_handshakes(private, tmp_path):
             done = -1
             while not stop_openssl.is_set():
                 with kubelet.changed:
-                    kubelet.changed.wait_for(lambda: kubelet.steps != done or stop_openssl.is_set(), timeout=0.5)
+                    kubelet.changed.wait_for(lambda d=done: kubelet.steps != d or stop_openssl.is_set(), timeout=0.5)
                     step = kubelet.steps
                 if step == done:
                     continue
@@ -377,12 +377,35 @@ def test_root_rotation_with_zero_failed_handshakes(private, tmp_path):
         new_server = format(certificates(_secret(api, APP, "server-tls")["tls.crt"])[0].serial_number, "X")
         wait_until(lambda: any(s.lstrip("0") == new_server.lstrip("0") for _, s in traffic.seen), 10,
                    "a handshake with the new server certificate")
+        writes = api_writes(private) - writes_before
+        writes.pop("events", None)
+
+        # --- rotate the intermediate alone: the leaves follow it, the trust does not change ----------
+        old_intermediate = fp(certificates(_secret(api, APP, "intermediate-ca")["tls.crt"])[0])
+        writes_before = api_writes(private)
+        started = time.monotonic()
+        run_kubectl(private, "annotate", "certificate", "-n", APP, "intermediate-ca",
+                    f"certmint.io/renew={int(time.time())}", "--overwrite")
+
+        def leaves_follow() -> bool:
+            chains = [certificates(_secret(api, APP, n)["tls.crt"]) for n in ("server-tls", "client-tls")]
+            current = fp(certificates(_secret(api, APP, "intermediate-ca")["tls.crt"])[0])
+            return current != old_intermediate and all(fp(c[1]) == current and chains_to(b"".join(
+                x.public_bytes(_pem()) for x in c), new_root) for c in chains)
+        wait_until(leaves_follow, 60, "the leaves under the new intermediate")
+        intermediate_seconds = time.monotonic() - started
+        new_server = format(certificates(_secret(api, APP, "server-tls")["tls.crt"])[0].serial_number, "X")
+        wait_until(lambda: any(s.lstrip("0") == new_server.lstrip("0") for _, s in traffic.seen), 10,
+                   "a handshake with the server certificate from the new intermediate")
+        intermediate_writes = api_writes(private) - writes_before
+        intermediate_writes.pop("events", None)
+        assert intermediate_writes["configmaps"] == 0  # the bundle holds the root: nothing to change
+        assert bundle_roots() == {fp(new_root)}
+
         time.sleep(1)
         report = traffic.stop()
         stop_openssl.set()
         checker.join(60)
-        writes = api_writes(private) - writes_before
-        writes.pop("events", None)
         server.stop()
         kubelet.stop()
 
@@ -390,12 +413,14 @@ def test_root_rotation_with_zero_failed_handshakes(private, tmp_path):
               f"after {rotation_seconds:.1f} s")
         print(f"certmint.tls handshakes: {report}; server-side failures: {len(server.failed)}")
         print(f"openssl s_server/s_client: {len(openssl_steps)} steps checked, {len(openssl_errors)} failed")
-        print(f"writes for the rotation: {dict(writes)}")
+        print(f"writes for the root rotation: {dict(writes)}")
+        print(f"intermediate rotation: leaves re-issued after {intermediate_seconds:.1f} s; writes "
+              f"{dict(intermediate_writes)}")
         assert report.failed == 0, report.errors
         assert not server.failed, server.failed[:5]
         assert report.rate >= 20, str(report)
         assert not openssl_errors, openssl_errors[:2]
-        assert len(openssl_steps) >= 4  # initial, both roots, new intermediate/leaves, old root dropped
+        assert len(openssl_steps) >= 5  # initial, both roots, new chain, old root dropped, new intermediate
 
         # every certificate chains to the new root, checked by openssl too
         bundle = tmp_path / "bundle.pem"
@@ -420,6 +445,11 @@ def _secret(api: Api, namespace: str, name: str) -> dict[str, bytes]:
     import base64
     obj = api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
     return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+
+
+def _pem():
+    from cryptography.hazmat.primitives import serialization
+    return serialization.Encoding.PEM
 
 
 def _spki():

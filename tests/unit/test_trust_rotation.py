@@ -83,3 +83,15 @@ def test_self_signed_and_external_issuers_have_no_ca_to_compare():
     assert signed_by_current_ca(dataclasses.replace(obs, issuer=SELF_SIGNED), contents) is None
     external = dataclasses.replace(issuer_state(CA_ISSUER, ca_secret("other"), NOW), external=True)
     assert signed_by_current_ca(dataclasses.replace(obs, issuer=external), contents) is None
+
+
+def test_a_gated_certificate_is_still_renewed_at_its_ordinary_time():
+    """A Bundle that never takes the new root (a conflict, a broken source) holds the rotation back,
+    but never past the certificate's own renewal: then it is issued (no loop on a past renewal time)."""
+    old = ca_secret("root")
+    new = ca_secret("root", NOW + dt.timedelta(seconds=1), previous=old)
+    later = NOW + dt.timedelta(days=300)
+    d = decide(observe(leaf(old), new, NOW + dt.timedelta(hours=15), rotation_at=later))
+    assert isinstance(d, UpToDate) and d.renewal_time < NOW + dt.timedelta(hours=17)  # its ordinary renewal
+    d = decide(observe(leaf(old), new, NOW + dt.timedelta(hours=17), rotation_at=later))  # past it: issued
+    assert isinstance(d, Issue) and d.reason == "IssuerChanged"

@@ -433,8 +433,9 @@ def rotation_gate(ctx: Context, key: ObjectKey, issuer: IssuerState, issuer_ref:
     """When this certificate may be re-issued if its issuer's CA has a new key (the IssuerChanged
     trigger): after every Bundle that follows the issuer, or one above it, has held the issuer's
     current root for the propagation delay, at the certificate's own offset in the spread window.
-    While a Bundle does not hold the new root yet: look again after a propagation delay (a Bundle
-    also wakes the certificates below it when it has written a new root)."""
+    While a Bundle does not hold the new root yet there is no time: the Bundle wakes the certificates
+    below it once it has written the new root everywhere; until then the certificate keeps its
+    ordinary renewal time (the gate returns the CA's own expiry, which no renewal time passes)."""
     signer = issuer.signer
     if signer is None or issuer.external:
         return None
@@ -444,7 +445,7 @@ def rotation_gate(ctx: Context, key: ObjectKey, issuer: IssuerState, issuer_ref:
                for b in bundles if b is not None]
     at = rotation_time(f"{key[1]}/{key[2]}", signer.certificate.not_valid_before_utc + ISSUER_BACKDATE,
                        trusted_since(tracked, root), ctx.options.trust_propagation, ctx.options.rotation_spread)
-    return at if at is not None else ctx.now() + ctx.options.trust_propagation
+    return at if at is not None else signer.certificate.not_valid_after_utc
 
 
 def wake_for_namespace(ctx: Context, old: dict | None, new: dict | None) -> list[ObjectKey]:

@@ -108,7 +108,7 @@ class TrustCaches:
 
     def __init__(self, api: Api, namespaces: list[str] | None, on_namespace: OnChange, on_target: OnChange):
         self.namespaces = ObjectCache(api, [(None, "/api/v1/namespaces")], None, "namespaces", on_namespace)
-        scopes = namespaces or [None]
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.config_maps = ObjectCache(
             api, [(ns, f"/api/v1/namespaces/{ns}/configmaps" if ns else "/api/v1/configmaps") for ns in scopes],
             BUNDLE_LABEL, "bundle-configmaps", on_target)

@@ -79,9 +79,11 @@ def decide(obs: Observed, backoff: Backoff = Backoff()) -> Decision:
         if first is None:
             return _up_to_date(obs, parsed)
         if first.reason == ISSUER_CHANGED and obs.rotation_at is not None and obs.now < obs.rotation_at:
-            # Still valid, and its peers do not all trust the new root yet: renewed at its turn.
+            # Still valid, and its peers do not all trust the new root yet: renewed at its turn, or at
+            # its ordinary renewal time if that comes first (a certificate is never let expire for it).
             up_to_date = _up_to_date(obs, parsed)
-            return dataclasses.replace(up_to_date, renewal_time=min(up_to_date.renewal_time, obs.rotation_at))
+            if obs.now < up_to_date.renewal_time:
+                return dataclasses.replace(up_to_date, renewal_time=min(up_to_date.renewal_time, obs.rotation_at))
         trigger = first
     if not obs.issuer.ready:
         return Wait("IssuerNotReady", f"Issuer is not ready: {obs.issuer.message}")

@@ -17,6 +17,7 @@ import hashlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -87,6 +88,10 @@ def _text(value: object, where: str) -> str:
     return value
 
 
+def _object(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
 def parse_bundle_spec(spec: Mapping[str, object]) -> BundleSpec:
     """The spec as the CRD's schema and CEL rules admit it; re-checked here, since the operator
     may meet objects stored before a rule existed."""
@@ -122,19 +127,18 @@ def parse_bundle_spec(spec: Mapping[str, object]) -> BundleSpec:
     target = spec.get("target")
     if not isinstance(target, dict):
         raise BundleError(INVALID_SPEC, "spec.target is required")
-    cm = target.get("configMap") if isinstance(target.get("configMap"), dict) else None
+    cm = _object(target.get("configMap"))
     if cm is None:
         raise BundleError(INVALID_SPEC, "spec.target.configMap.key is required")
-    secret = target.get("secret") if isinstance(target.get("secret"), dict) else None
-    formats = target.get("additionalFormats") if isinstance(target.get("additionalFormats"), dict) else {}
-    p12 = formats.get("pkcs12") if isinstance(formats.get("pkcs12"), dict) else None
+    secret = _object(target.get("secret"))
+    p12 = _object((_object(target.get("additionalFormats")) or {}).get("pkcs12"))
     parsed_target = TargetSpec(_text(cm.get("key"), "spec.target.configMap.key"),
                                _text(secret.get("key"), "spec.target.secret.key") if secret else None,
                                _text(p12.get("key"), "spec.target.additionalFormats.pkcs12.key") if p12 else None)
     if parsed_target.pkcs12_key is not None and \
             parsed_target.pkcs12_key in (parsed_target.config_map_key, parsed_target.secret_key):
         raise BundleError(INVALID_SPEC, "spec.target.additionalFormats.pkcs12.key must differ from the PEM keys")
-    selector = spec.get("namespaceSelector") if isinstance(spec.get("namespaceSelector"), dict) else {}
+    selector = _object(spec.get("namespaceSelector")) or {}
     labels = selector.get("matchLabels") or {}
     expressions = []
     for i, e in enumerate(selector.get("matchExpressions") or []):
