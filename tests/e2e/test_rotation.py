@@ -435,6 +435,10 @@ def test_root_rotation_with_zero_failed_handshakes(private, tmp_path):
         changed = {e["involvedObject"]["name"] for e in events
                    if e["reason"] == "Issuing" and e.get("action") == "IssuerChanged"}
         assert changed >= {"intermediate-ca", "server", "client"}, changed
+        for name in ("server", "client"):  # re-issued last by the intermediate's rotation, for the same reason
+            status = json.loads(run_kubectl(private, "get", "certificate", "-n", APP, name, "-o", "json").stdout)
+            issuing = next(c for c in status["status"]["conditions"] if c["type"] == "Issuing")
+            assert "trigger IssuerChanged" in issuing["message"], issuing
         status = json.loads(run_kubectl(private, "get", "bundle", "root-trust", "-o", "json").stdout)["status"]
         assert [c["fingerprint"] for c in status["issuerCAs"]] == [fp(new_root)]
     finally:
