@@ -399,6 +399,10 @@ def sign_requests(ca: StepCA) -> int:
     return sum(1 for line in ca.log().splitlines() if "/1.0/sign" in line and "status=201" in line)
 
 
+def provisioner_reads(ca: StepCA) -> int:
+    return sum(1 for line in ca.log().splitlines() if "/provisioners" in line and "user-agent=certmint" in line)
+
+
 def test_kill_9_in_the_middle_of_50_step_issuances(private, ca, tmp_path):
     kubectl = functools.partial(run_kubectl, private)
     ns = "step-killed"
@@ -408,7 +412,7 @@ def test_kill_9_in_the_middle_of_50_step_issuances(private, ca, tmp_path):
             step_issuer("Issuer", "step", ca.issuer_spec(password_secret="pw"))]
     docs += [certificate(f"c{i}", [f"c{i}.example.test"], {"privateKey": {"algorithm": "RSA", "size": 4096}})
              for i in range(N)]
-    signed_before = sign_requests(ca)
+    signed_before, reads_before = sign_requests(ca), provisioner_reads(ca)
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     OPERATOR_LOGS.extend([first_log, second_log])
     op = start_operator(private, first_log)
@@ -448,6 +452,7 @@ def test_kill_9_in_the_middle_of_50_step_issuances(private, ca, tmp_path):
     print(f"step-ca signed {signed} certificates for {N} Certificates "
           f"({signed - N} signed before the kill and never stored)")
     assert signed >= N
+    print(f"step-ca served {provisioner_reads(ca) - reads_before} provisioner list reads (Ready checks) meanwhile")
 
 
 # --------------------------------------------------------------------------- secrets stay secret

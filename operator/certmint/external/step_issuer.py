@@ -16,7 +16,11 @@ Blocking I/O: call both from the worker threads, never from the event loop.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import secrets
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -79,12 +83,42 @@ class StepIssuers:
         self.clients = clients or StepCAClients()
         self._lock = threading.Lock()
         self._signers: dict[Hashable, tuple[StepSpec, StepSigner]] = {}
+        # One check per issuer at a time. Until an issuer's own reconcile has stored its state,
+        # every Certificate reconciled before it checks the issuer itself (at an operator start,
+        # all of them at once): callers that arrive while a check of the same issuer with the
+        # same inputs runs take its result instead of each asking the CA and running PBKDF2.
+        # Serialising also keeps a failing and a succeeding check from leaving a signer that
+        # disagrees with the last state returned.
+        self._checking: dict[Hashable, threading.Lock] = {}
+        self._checked: dict[Hashable, tuple[tuple[object, ...], float, IssuerState]] = {}
+        self._digest_key = secrets.token_bytes(32)  # compares passwords without keeping them
 
     def check(self, key: Hashable, step: StepSpec, password_secret: SecretState | None,
               namespace: str) -> IssuerState:
         """The Ready check: the password Secret has the key, the CA answers /health, and the
         provisioner's key decrypts with the password. A Ready state makes the signer
-        available to issue(); any other state removes it. Never raises."""
+        available to issue(); any other state removes it. Never raises.
+
+        A check of the same issuer with the same inputs that finishes while this call waits
+        for it is this call's answer."""
+        password = password_secret.data.get(step.password_secret_key) if password_secret is not None else None
+        inputs = (step, namespace, password_secret is not None,
+                  None if password is None else hmac.new(self._digest_key, password, hashlib.sha256).digest())
+        asked = time.monotonic()
+        with self._lock:
+            checking = self._checking.setdefault(key, threading.Lock())
+        with checking:
+            with self._lock:
+                last = self._checked.get(key)
+            if last is not None and last[0] == inputs and last[1] >= asked:
+                return last[2]
+            state = self._check(key, step, password_secret, namespace)
+            with self._lock:
+                self._checked[key] = (inputs, time.monotonic(), state)
+            return state
+
+    def _check(self, key: Hashable, step: StepSpec, password_secret: SecretState | None,
+               namespace: str) -> IssuerState:
         where = f"{namespace}/{step.password_secret_name}"
         password = password_secret.data.get(step.password_secret_key) if password_secret is not None else None
         if password_secret is None:
@@ -121,6 +155,8 @@ class StepIssuers:
         """The issuer is gone: drop its signer, and close the clients no remaining issuer uses."""
         with self._lock:
             self._signers.pop(key, None)
+            self._checked.pop(key, None)
+            self._checking.pop(key, None)
             in_use = [(step.url, step.ca_bundle) for step, _ in self._signers.values()]
         self.clients.retain(in_use)
 
