@@ -15,6 +15,8 @@ from prometheus_client.core import UnknownMetricFamily
 from prometheus_client.utils import floatToGoString
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from certmint.revocation import CRL_CONTENT_TYPE
+
 CONDITIONS = ("True", "False", "Unknown")
 disable_created_metrics()  # *_created series double every counter for no alerting value
 CERT_LABELS = ("name", "namespace", "issuer_name", "issuer_kind", "issuer_group")
@@ -46,6 +48,11 @@ class Metrics:
                                    ("kind", "namespace", "name"), registry=r)
         self.api_requests = Counter("certmint_api_requests", "Kubernetes API requests by verb.", ("verb",),
                                     registry=r)
+        crl = ("issuer_name", "issuer_kind", "namespace")  # namespace "" for a ClusterIssuer
+        self.crl_revoked = Gauge("certmint_revoked_certificates",
+                                 "Unexpired revoked certificates on the issuer's published CRL.", crl, registry=r)
+        self.crl_next_update = Gauge("certmint_crl_next_update_timestamp_seconds",
+                                     "nextUpdate of the issuer's published CRL (Unix time).", crl, registry=r)
         # The work queue, under client-go's names (label name="certmint"), so the dashboards
         # and alerts written for Go controllers show a stuck or backed-up certmint too.
         q = (QUEUE_NAME,)
@@ -65,6 +72,15 @@ class Metrics:
         self.queue_longest = Gauge("workqueue_longest_running_processor_seconds",
                                    "How long the longest-running reconcile has been running.", ("name",),
                                    registry=r).labels(*q)
+
+    def set_crl(self, issuer_name: str, issuer_kind: str, namespace: str, revoked: int,
+                next_update: dt.datetime) -> None:
+        self.crl_revoked.labels(issuer_name, issuer_kind, namespace).set(revoked)
+        self.crl_next_update.labels(issuer_name, issuer_kind, namespace).set(next_update.timestamp())
+
+    def forget_crl(self, issuer_name: str, issuer_kind: str, namespace: str) -> None:
+        _remove(self.crl_revoked, (issuer_name, issuer_kind, namespace))
+        _remove(self.crl_next_update, (issuer_name, issuer_kind, namespace))
 
     def queue_observer(self) -> "QueueMetrics":
         return QueueMetrics(self)
@@ -247,8 +263,10 @@ def _remove(metric, labels: tuple[str, ...]) -> None:
         pass
 
 
-def serve(metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """/metrics, /healthz and /readyz on one port, in a daemon thread."""
+def serve(metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0.0.0.0",
+          crls: Callable[[str], bytes | None] | None = None) -> ThreadingHTTPServer:
+    """/metrics, /healthz and /readyz on one port, in a daemon thread; and the CA issuers' CRLs
+    under /crls/ (DER), where TLS stacks that follow a CRL Distribution Point fetch them."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -264,6 +282,12 @@ def serve(metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0
             elif path == "/readyz":
                 ok = ready()
                 self._reply(200 if ok else 503, b"ok" if ok else b"not ready")
+            elif path.startswith("/crls/") and crls is not None:
+                der = crls(path)
+                if der is None:
+                    self._reply(404, b"no such CRL")
+                else:
+                    self._reply(200, der, CRL_CONTENT_TYPE)
             else:
                 self._reply(404, b"not found")
 

@@ -9,7 +9,7 @@ import pytest
 from certmint.issuance import issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.issuers import issuer_state
 from certmint.model import parse_certificate_spec, parse_issuer_spec
-from certmint.pki import describe, encode_private_key, generate_key
+from certmint.pki import describe, encode_private_key, generate_key, parse_certificates
 from certmint.pki.types import KeySpec
 from certmint.policy import TRIGGERS, Backoff, FailureRecord, Issue, IssuerState, Observed, UpToDate, Wait, decide
 from certmint.policy.types import CERTIFICATE_NAME, ISSUER_NAME, TLS_CERT, TLS_KEY, SecretState
@@ -169,7 +169,7 @@ def test_backoff_resets_when_the_issuer_becomes_ready_after_the_failure():
 
 def test_trigger_order_is_the_documented_priority():
     assert [t.__name__ for t in TRIGGERS] == [
-        "key_pair_matches", "private_key_matches_spec", "issuer_annotations_match", "certificate_matches_spec",
+        "not_revoked", "key_pair_matches", "private_key_matches_spec", "issuer_annotations_match", "certificate_matches_spec",
         "manual_renewal", "not_expired", "signed_by_current_ca", "not_due_for_renewal"]
 
 
@@ -272,3 +272,19 @@ def test_an_old_secret_without_subject_annotations_is_updated_not_reissued():
         "certmint.io/subject-organizations": "Example", "certmint.io/subject-countries": "DE",
         "certmint.io/subject-serialnumber": "42"}
     assert not secret_differs(current, maintained_secret(current, "web", parsed, None))
+
+
+def test_a_revoked_certificate_is_reissued_at_once_and_only_that_one():
+    secret = issued()
+    serial = parse_certificates(secret.data[TLS_CERT])[0].serial_number
+    said = "CertificateRevocation agent-01 (keyCompromise)"
+    decision = decide(observe(secret, revoked={serial: said}))
+    assert reason(decision) == "Revoked" and said in decision.message
+    assert isinstance(decide(observe(secret, revoked={serial + 1: said})), UpToDate)
+
+
+def test_a_revoked_certificates_key_is_never_reused_even_with_rotation_policy_never():
+    """The controller passes no previous Secret for a Revoked trigger; the issuance then has no key to reuse."""
+    never = {**SPEC, "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Never"}}
+    again = issue_certificate(parse_certificate_spec(never), SELF_SIGNED, None, NOW)
+    assert again.key_pem != issued(never).data[TLS_KEY]

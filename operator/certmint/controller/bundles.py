@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -151,34 +152,41 @@ def bundles_above(ctx: Context, issuers: Iterable[ObjectKey]) -> set[ObjectKey]:
     return {b for issuer in issuers for a in ancestors(ctx, issuer) for b in ctx.bundles_following(a)}
 
 
-def _roots_of_secret(ctx: Context, namespace: str, name: str) -> list[x509.Certificate]:
+@functools.lru_cache(maxsize=1024)
+def _anchors(pem: bytes, from_ca_crt: bool) -> tuple[x509.Certificate, ...]:
+    """The anchors in a ca.crt, or the self-signed top of a tls.crt. Cached by content: thousands of
+    leaves below one CA carry the same ca.crt bytes, parsed once."""
+    try:
+        certificates = parse_certificates_pem(pem, "a Secret")
+    except BundleError:
+        return ()
+    if from_ca_crt:
+        return tuple(certificates)
+    top = certificates[-1]
+    return (top,) if top.issuer == top.subject else ()
+
+
+def _roots_of_secret(ctx: Context, namespace: str, name: str) -> tuple[x509.Certificate, ...]:
     """The trust anchors a Secret carries: its ca.crt, else the self-signed top of its tls.crt."""
     secret = ctx.secrets.get(namespace, name) or ctx.secrets.read(namespace, name)
     if secret is None:
-        return []
-    for key in (CA_CERT, TLS_CERT):
-        pem = secret.data.get(key)
-        if not pem:
-            continue
-        try:
-            certificates = parse_certificates_pem(pem, f"Secret {namespace}/{name} {key}")
-        except BundleError:
-            continue
-        if key == CA_CERT:
-            return certificates
-        top = certificates[-1]
-        return [top] if top.issuer == top.subject else []
-    return []
+        return ()
+    if secret.data.get(CA_CERT):
+        return _anchors(bytes(secret.data[CA_CERT]), True)
+    if secret.data.get(TLS_CERT):
+        return _anchors(bytes(secret.data[TLS_CERT]), False)
+    return ()
 
 
 def issuer_roots(ctx: Context, issuer: ObjectKey) -> list[x509.Certificate]:
     """Every root in use at and below the issuer: the current root of each CA issuer in the tree, and
     the root of every certificate issued below it, which is the previous root until it is re-issued."""
     _, _, secrets = subtree(ctx, issuer)
-    roots: list[x509.Certificate] = []
+    roots: dict[int, x509.Certificate] = {}
     for namespace, name in dict.fromkeys(secrets):
-        roots.extend(_roots_of_secret(ctx, namespace, name))
-    return roots
+        for root in _roots_of_secret(ctx, namespace, name):
+            roots.setdefault(id(root), root)  # the cache hands out one object per distinct ca.crt
+    return list(roots.values())
 
 
 # --- reading the sources -------------------------------------------------------------------------
@@ -232,7 +240,8 @@ def matching_namespaces(ctx: Context, spec: BundleSpec) -> list[str]:
     assert ctx.trust is not None
     watched = ctx.trust.watched
     return sorted(ns for (_, ns), value in ctx.trust.namespaces.items()
-                  if (not watched or ns in watched) and selector_matches(spec, value["labels"]))
+                  if (not watched or ns in watched) and not value["deleting"]
+                  and selector_matches(spec, value["labels"]))
 
 
 def _metadata(name: str, namespace: str, owner: dict, digest: str) -> dict:

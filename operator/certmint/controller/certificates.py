@@ -5,6 +5,8 @@ import datetime as dt
 import logging
 import time
 
+from cryptography import x509
+
 from certmint.controller import status as st
 from certmint.controller.context import CERTIFICATE, Context, ObjectKey, Result, issuer_key
 from certmint.controller.bundles import rotation_gate
@@ -23,7 +25,11 @@ from certmint.policy import (
     decide,
     secret_revision,
 )
-from certmint.policy.types import CERTIFICATE_NAME, RENEW, SecretState
+from certmint.pki import PKIError, parse_certificates
+from certmint.policy.checks import REVOKED
+from certmint.policy.types import CERTIFICATE_NAME, RENEW, TLS_CERT, SecretState
+from certmint.revocation import HISTORY_FIELD, IssuanceRecord, history_status, parse_history, record_issuance
+from certmint.revocation.spec import IssuerKey
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,8 @@ class Reconcile:
         ref = spec.issuer_ref
         observed = Observed(self.name, self.generation, spec, secret, issuer, self.now,
                             self.annotations.get(RENEW), st.failure_record(self.status),
-                            rotation_gate(self.c, self.key, issuer, issuer_key(ref.kind, self.namespace, ref.name)))
+                            rotation_gate(self.c, self.key, issuer, issuer_key(ref.kind, self.namespace, ref.name)),
+                            self.c.revocations.revoked_by(self.c.objects, self.issued_by()))
         self.observed = observed
         decision = decide(observed, self.c.backoff)
         try:
@@ -85,8 +92,11 @@ class Reconcile:
         wanted = maintained_secret(secret, self.name, self.parsed, self.pkcs12_password())
         if secret_differs(secret, wanted):
             self.c.secrets.apply(self.namespace, wanted)
-        self.write_status(st.ready_status(self.status, self.generation, self.now, d.not_before, d.not_after,
-                                          d.renewal_time, d.revision or self.status.get("revision")))
+        status = st.ready_status(self.status, self.generation, self.now, d.not_before, d.not_after,
+                                 d.renewal_time, d.revision or self.status.get("revision"))
+        if HISTORY_FIELD not in status:  # issued before the history was kept: start it from the Secret
+            status = self.with_history(status, secret.data.get(TLS_CERT), status.get("revision"))
+        self.write_status(status)
         self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
                                        d.not_before, d.not_after, d.renewal_time)
         self.requeue_at = d.renewal_time
@@ -100,7 +110,9 @@ class Reconcile:
                 issued = self.c.step.issue(issuer_key(ref.kind, self.namespace, ref.name), self.parsed, secret,
                                            self.now)
             else:
-                issued = issue_certificate(self.parsed, issuer, secret, self.now)
+                # A revoked certificate's key may be compromised: never reuse it, whatever the rotationPolicy.
+                previous = None if trigger.reason == REVOKED else secret
+                issued = issue_certificate(self.parsed, issuer, previous, self.now)
             revision = max(int(self.status.get("revision") or 0), secret_revision(secret) or 0) + 1
             new = issued_secret(self.parsed.secret_name, self.name, self.parsed, issued, revision,
                                 self.annotations.get(RENEW), self.pkcs12_password())
@@ -115,8 +127,9 @@ class Reconcile:
         not_before = issued.certificate.not_valid_before_utc
         not_after = issued.certificate.not_valid_after_utc
         renewal = renewal_time(not_before, not_after, self.parsed)
-        self.write_status(st.issued_status(self.status, self.generation, self.now, not_before, not_after,
-                                           renewal, revision, trigger.reason))
+        status = st.issued_status(self.status, self.generation, self.now, not_before, not_after,
+                                  renewal, revision, trigger.reason)
+        self.write_status(self.with_history(status, issued.certificate, revision))
         message = f"The certificate has been successfully issued (revision {revision}, serial " \
                   f"{issued.certificate.serial_number:x})"
         if issued.clamped:
@@ -125,6 +138,26 @@ class Reconcile:
         self.c.metrics.set_certificate(self.namespace, self.name, self.issuer_labels(), "True",
                                        not_before, not_after, renewal)
         self.requeue_at = renewal
+
+    def issued_by(self) -> IssuerKey:
+        ref = self.parsed.issuer_ref
+        return IssuerKey.of(ref.kind, ref.name, self.namespace)
+
+    def with_history(self, status: dict, certificate: x509.Certificate | bytes | None, revision: object) -> dict:
+        """status with this issuance recorded in status.issuanceHistory (bounded by revisionHistoryLimit),
+        so a revocation of AllValid knows every serial still valid. Part of the one status patch."""
+        if isinstance(certificate, bytes):
+            try:
+                certificate = parse_certificates(certificate)[0]
+            except PKIError:
+                return status
+        if certificate is None or not isinstance(revision, int):
+            return status
+        record = IssuanceRecord(revision, certificate.serial_number, certificate.not_valid_after_utc,
+                                self.issued_by())
+        history = record_issuance(parse_history(self.status, self.namespace), record,
+                                  self.parsed.revision_history_limit)
+        return {**status, HISTORY_FIELD: history_status(history)}
 
     def fail(self, reason: str, message: str) -> None:
         log.warning("issuing %s/%s failed: %s: %s", self.namespace, self.name, reason, message)

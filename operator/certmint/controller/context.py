@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
 from certmint.controller.options import Options
@@ -23,10 +23,14 @@ from certmint.kube.secrets import SecretCache, interned
 from certmint.kube.store import Store
 from certmint.metrics import Metrics
 from certmint.policy import Backoff, IssuerState
+from certmint.revocation import Ledger, Revocation, read_ledger, revocation_of
+from certmint.revocation.spec import IssuerKey
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
 CERTIFICATE = "Certificate"
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")
+REVOCATION = "CertificateRevocation"
+CONFIGMAP = "ConfigMap"  # certmint's CRL ConfigMaps (label-selected), kept with their data
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Result:
     requeue_at: dt.datetime | None = None
     wake: tuple[ObjectKey, ...] = ()
     forget: bool = False
+    later: tuple[tuple[ObjectKey, dt.datetime], ...] = ()  # reconcile these keys then (coalescing)
 
 
 def object_key(obj: dict) -> ObjectKey:
@@ -103,7 +108,80 @@ def slim(obj: dict) -> dict:
         meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
     result: dict = interned({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta,
                              "spec": obj.get("spec") or {}, "status": obj.get("status") or {}})
+    if "data" in obj:  # a ConfigMap: its data is what is read
+        result["data"] = obj["data"]
     return result
+
+
+def to_issuer_key(key: ObjectKey) -> IssuerKey:
+    return IssuerKey(key[0], key[2], key[1] or None)
+
+
+def from_issuer_key(issuer: IssuerKey) -> ObjectKey:
+    return (issuer.kind, issuer.namespace or "", issuer.name)
+
+
+class RevocationCaches:
+    """Views derived from the revocations and CRL ConfigMaps in the store, rebuilt only when their
+    inputs change: the revoked serials of each issuer (for the policy's Revoked trigger, read by
+    every Certificate reconcile), the ledger read from each CRL ConfigMap (parsing a large CRL
+    takes a tenth of a second), and the DER each issuer's CRL is served as."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version = 0  # moves on every change of a CertificateRevocation
+        self._built = -1
+        self._revocations: tuple[Revocation, ...] = ()
+        self._by_issuer: dict[IssuerKey, dict[int, str]] = {}
+        self._ledgers: dict[tuple[str, ...], tuple[int, int | None, Ledger]] = {}
+        self._served: dict[IssuerKey, bytes] = {}
+
+    def changed(self) -> None:
+        with self._lock:
+            self._version += 1
+
+    def revocations(self, objects: Store[dict]) -> tuple[Revocation, ...]:
+        """Every revocation whose status pins what it covers."""
+        with self._lock:
+            if self._built == self._version:
+                return self._revocations
+            version = self._version
+        found = tuple(r for k, obj in objects.items() if k[0] == REVOCATION and (r := revocation_of(obj)) is not None)
+        by_issuer: dict[IssuerKey, dict[int, str]] = {}
+        for r in found:
+            for covered in r.coverage.serials:
+                by_issuer.setdefault(covered.issuer, {})[covered.serial] = f"CertificateRevocation {r.name} ({r.reason})"
+        with self._lock:
+            if self._version == version:
+                self._revocations, self._by_issuer, self._built = found, by_issuer, version
+        return found
+
+    def revoked_by(self, objects: Store[dict], issuer: IssuerKey) -> Mapping[int, str]:
+        self.revocations(objects)
+        with self._lock:
+            return self._by_issuer.get(issuer, {})
+
+    def ledger(self, key: tuple[str, ...], version: int, status_number: int | None, configmap: dict | None) -> Ledger:
+        with self._lock:
+            held = self._ledgers.get(key)
+            if held is not None and held[0] == version and held[1] == status_number:
+                return held[2]
+        meta = (configmap or {}).get("metadata") or {}
+        ledger = read_ledger((configmap or {}).get("data"), meta.get("annotations"), status_number)
+        with self._lock:
+            self._ledgers[key] = (version, status_number, ledger)
+        return ledger
+
+    def serve(self, issuer: IssuerKey, der: bytes | None) -> None:
+        with self._lock:
+            if der is None:
+                self._served.pop(issuer, None)
+            else:
+                self._served[issuer] = der
+
+    def served(self, issuer: IssuerKey) -> bytes | None:
+        with self._lock:
+            return self._served.get(issuer)
 
 
 class IssuerStates:
@@ -142,6 +220,7 @@ class Context:
     issuer_states: IssuerStates = field(default_factory=IssuerStates)
     step: StepIssuers = field(default_factory=StepIssuers)  # shared step-ca clients and signers
     trust: TrustCaches | None = None  # Namespaces and Bundle targets, for the Bundle reconciler
+    revocations: RevocationCaches = field(default_factory=RevocationCaches)
 
     def remember(self, kind: str, obj: dict) -> dict:
         """Store the answer to our own write of an object we watch, through the version check:

@@ -25,26 +25,32 @@ from certmint.controller.bundles import (
 from certmint.controller.certificates import reconcile_certificate
 from certmint.controller.context import (
     CERTIFICATE,
+    CONFIGMAP,
+    REVOCATION,
     Context,
     ObjectKey,
     Result,
     index_by_reference,
+    issuer_key,
     object_key,
     slim,
 )
 from certmint.controller.issuers import reconcile_issuer
+from certmint.controller.revocations import reconcile_certificate_revocation, remember_configmap, served
 from certmint.controller.options import Options
 from certmint.controller.queue import RateLimiter, WorkQueue
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.leader import LeaderElector
 from certmint.kube.objects import BUNDLE_LABEL, TrustCaches
-from certmint.kube.reflector import list_into, version_number
+from certmint.kube.reflector import Reflector, list_into, version_number
 from certmint.kube.resources import INSTANCE, EventRecorder, resource_path
 from certmint.kube.secrets import SecretCache
-from certmint.kube.store import Store
+from certmint.kube.store import Change, Store
 from certmint.metrics import Metrics
 from certmint.policy import Backoff, SecretState
 from certmint.policy.types import CERTIFICATE_NAME
+from certmint.revocation.ledger import CRL_LABEL, ISSUER_KIND_ANNOTATION as ISSUER_KIND, \
+    ISSUER_NAME_ANNOTATION as ISSUER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ RECONCILERS: dict[str, Callable[[Context, ObjectKey], Result]] = {
     "Issuer": reconcile_issuer,
     "ClusterIssuer": reconcile_issuer,
     "Bundle": reconcile_bundle,
+    REVOCATION: reconcile_certificate_revocation,
 }
 RESYNC = "Resync"  # queue key ("Resync", kind, namespace or ""): list one scope again, forget what is gone
 RELIST_SETTLE = 2.0  # seconds after a relist is noticed before the scope is listed again (debounce)
@@ -69,7 +76,8 @@ class Controller:
         self.queue: WorkQueue[tuple] = WorkQueue(observer=self.metrics.queue_observer())
         self.metrics.watch_queue(self.queue.stats)
         self.limiter: RateLimiter[tuple] = RateLimiter(cap=options.retry_max)
-        self.objects: Store[dict] = Store(index=index_by_reference(options.cluster_resource_namespace))
+        self.objects: Store[dict] = Store(index=index_by_reference(options.cluster_resource_namespace),
+                                          observer=self._stored)
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
         self.ctx = Context(api, options, self.objects, self.secrets, EventRecorder(api), self.metrics,
                            Backoff(options.backoff_initial, options.backoff_max),
@@ -77,6 +85,13 @@ class Controller:
         # Namespaces and Bundle targets, for the Bundles: watched, so a new namespace gets its bundles at once.
         self.ctx.trust = TrustCaches(api, list(options.namespaces) or None, self._namespace_changed,
                                      self._target_changed)
+        # The CRL ConfigMaps (label-selected): the ledger each CA issuer's CRL is rebuilt from.
+        crl_namespaces = sorted({*options.namespaces, options.cluster_resource_namespace}) \
+            if options.namespaces else [None]
+        self.crl_configmaps = [
+            Reflector(api, f"/api/v1/namespaces/{ns}/configmaps" if ns else "/api/v1/configmaps", CRL_LABEL,
+                      self._crl_configmap_event, self._crl_configmaps_relisted_in(ns), name=f"crls:{ns or '*'}")
+            for ns in crl_namespaces]
         self._workers: list[threading.Thread] = []
         self._listed_by_kopf: set[tuple[str, str]] = set()  # scopes whose first kopf listing was seen
         self._lock = threading.Lock()
@@ -93,7 +108,9 @@ class Controller:
         self.secrets.start()
         assert self.ctx.trust is not None
         self.ctx.trust.start()
-        for reflector in self.secrets.reflectors:
+        for reflector in self.crl_configmaps:
+            reflector.start()
+        for reflector in self.secrets.reflectors + self.crl_configmaps:
             if not reflector.synced.wait(120):
                 raise RuntimeError(f"could not list {reflector.path} within 120 s")
         if not self.ctx.trust.wait_synced(120):
@@ -114,8 +131,8 @@ class Controller:
     def _scopes(self) -> list[tuple[str, str]]:
         """(kind, namespace or "") for each listing that together covers what we watch."""
         namespaces = list(self.options.namespaces) or [""]
-        return [(kind, ns) for kind in (CERTIFICATE, "Issuer") for ns in namespaces] + [("ClusterIssuer", ""),
-                                                                                         ("Bundle", "")]
+        return [(kind, ns) for kind in (CERTIFICATE, "Issuer", REVOCATION) for ns in namespaces] \
+            + [("ClusterIssuer", ""), ("Bundle", "")]
 
     def _start_workers(self) -> None:
         for key in self.objects.keys():  # every object once: metrics and timers are rebuilt from it
@@ -149,6 +166,8 @@ class Controller:
         self.secrets.stop()
         if self.ctx.trust is not None:
             self.ctx.trust.stop()
+        for reflector in self.crl_configmaps:
+            reflector.stop()
 
     # --- the worker loop -------------------------------------------------------------------
 
@@ -182,6 +201,8 @@ class Controller:
             self.queue.add_at(key, result.requeue_at.timestamp())
         for woken in result.wake:
             self.queue.add(woken)
+        for woken, when in result.later:
+            self.queue.add_at(woken, when.timestamp())
 
     def _retry(self, key: tuple, error: Exception, message: str | None) -> None:
         self.metrics.sync_errors.labels(key[0]).inc()
@@ -265,6 +286,34 @@ class Controller:
         for change in self.objects.replace(in_scope, seen, version_number(version)):
             log.info("%s %s/%s was deleted while not watched", kind, change.key[1], change.key[2])
             self.queue.add(change.key)
+
+    def _stored(self, change: Change[dict]) -> None:
+        """Every change the store accepts: the views derived from revocations follow them."""
+        if change.key[0] == REVOCATION:
+            self.ctx.revocations.changed()
+
+    def _crl_configmap_event(self, kind: str, obj: dict) -> None:
+        """A CRL ConfigMap changed (or went): its issuer puts it right, unless the change was ours."""
+        meta = obj.get("metadata") or {}
+        key = (CONFIGMAP, meta.get("namespace", "") or "", meta.get("name", ""))
+        if kind == "DELETED":
+            changed = self.objects.delete(key, resource_version(obj)) is not None
+        else:
+            changed = remember_configmap(self.ctx, obj)
+        annotations = meta.get("annotations") or {}
+        issuer_kind, issuer_name = annotations.get(ISSUER_KIND), annotations.get(ISSUER_NAME)
+        if changed and issuer_kind in ("Issuer", "ClusterIssuer") and issuer_name and self.started.is_set():
+            self.queue.add(issuer_key(issuer_kind, key[1], issuer_name))
+
+    def _crl_configmaps_relisted_in(self, namespace: str | None) -> Callable[[set[tuple[str, str]], int], None]:
+        def relisted(seen: set[tuple[str, str]], list_version: int) -> None:
+            keys = {(CONFIGMAP, ns, name) for ns, name in seen}
+            self.objects.replace(lambda k: k[0] == CONFIGMAP and (namespace is None or k[1] == namespace),
+                                 keys, list_version)
+        return relisted
+
+    def served_crl(self, path: str) -> bytes | None:
+        return served(self.ctx, path)
 
     def _secret_changed(self, namespace: str, secret: SecretState, own_write: bool) -> None:
         """A Secret of ours, or a CA Secret, changed. Its Certificate is woken unless the change is

@@ -7,6 +7,7 @@ import logging
 
 from certmint.controller import status as st
 from certmint.controller.context import Context, ObjectKey, Result, issuer_key
+from certmint.controller.revocations import publish_crl, revocations_waiting, with_crl_status
 from certmint.issuers import issuer_state, valid_until
 from certmint.kube.api import ApiError
 from certmint.kube.resources import patch_status
@@ -88,14 +89,20 @@ def reconcile_issuer(ctx: Context, key: ObjectKey) -> Result:
         ctx.issuer_states.pop(key)
         ctx.step.forget(key)
         ctx.metrics.forget_issuer(kind, namespace, name)
+        ctx.metrics.forget_crl(name, kind, namespace)
         return Result(wake=ctx.certificates_of(key), forget=True)
     now = ctx.now()
     state = compute_state(ctx, key, obj, now)
     previous = ctx.issuer_states.put(key, state)
+    try:
+        crl = publish_crl(ctx, key, obj, parse_issuer_spec(obj.get("spec") or {}), state, now)
+    except SpecError:
+        crl = None
 
     current = obj.get("status") or {}
     generation = obj.get("metadata", {}).get("generation", 0)
     wanted = st.issuer_status(current, generation, now, state.ready, state.reason, state.message)
+    wanted = with_crl_status(wanted, crl, generation, now)
     if wanted != current:
         updated = ctx.remember(kind, patch_status(ctx.api, kind, namespace or None, name, wanted))
         old = st.find_condition(current, st.READY) or {}
@@ -104,7 +111,10 @@ def reconcile_issuer(ctx: Context, key: ObjectKey) -> Result:
     ctx.metrics.set_issuer(kind, namespace, name, "True" if state.ready else "False", valid_until(state))
 
     wake = ctx.certificates_of(key) if previous is None or _signing_changed(previous, state) else ()
-    return Result(requeue_at=_recheck_at(ctx, key, obj, state, now), wake=wake)
+    if crl is not None and crl.publication is not None:
+        wake += revocations_waiting(ctx)  # they see whether the new CRL lists them
+    recheck = [t for t in (_recheck_at(ctx, key, obj, state, now), crl.recheck_at if crl else None) if t]
+    return Result(requeue_at=min(recheck) if recheck else None, wake=wake)
 
 
 def _signing_changed(old: IssuerState, new: IssuerState) -> bool:

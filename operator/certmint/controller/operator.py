@@ -50,7 +50,8 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
         # kopf starts a short-lived task per object with events; with thousands listed at start,
         # letting each go as soon as it is idle keeps that burst small.
         settings.queueing.idle_timeout = 0.5
-        serve(controller.metrics, options.metrics_port, controller.started.is_set, options.metrics_host)
+        serve(controller.metrics, options.metrics_port, controller.started.is_set, options.metrics_host,
+              crls=controller.served_crl)
         await asyncio.to_thread(controller.start)
 
     @kopf.on.cleanup(registry=registry)
@@ -61,7 +62,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(configuration)
 
-    for kind in ("Certificate", "Issuer", "ClusterIssuer", "Bundle"):
+    for kind in ("Certificate", "Issuer", "ClusterIssuer", "Bundle", "CertificateRevocation"):
         plural = PLURALS[kind]
 
         # The handler only updates the store and queues the key: no API call, so it runs inline

@@ -16,7 +16,7 @@ GROUP = "certmint.io"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURALS = {"Certificate": "certificates", "Issuer": "issuers", "ClusterIssuer": "clusterissuers",
-           "Bundle": "bundles"}
+           "Bundle": "bundles", "CertificateRevocation": "certificaterevocations"}
 EVENT_NAMESPACE_FOR_CLUSTER_OBJECTS = "default"
 COMPONENT = "certmint"
 INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()

@@ -43,7 +43,9 @@ class Change(Generic[V]):
 
 
 class Store(Generic[V]):
-    def __init__(self, index: IndexFn | None = None, tombstones: int = 10000):
+    def __init__(self, index: IndexFn | None = None, tombstones: int = 10000,
+                 observer: Callable[[Change[V]], None] | None = None):
+        self._observer = observer  # told of every accepted change, after the lock is released
         self._lock = threading.Lock()
         self._items: dict[Key, tuple[int, V]] = {}
         self._tombstones: OrderedDict[Key, int] = OrderedDict()
@@ -106,12 +108,14 @@ class Store(Generic[V]):
             self._items[key] = (version, value)
             self._tombstones.pop(key, None)
             self._refile(key, value)
-            return Change(key, value)
+            change = Change(key, value)
+        return self._told(change)
 
     def delete(self, key: Key, version: int) -> Change[V] | None:
         """Forget key, unless what is held is newer than the deletion (it was re-created since)."""
         with self._lock:
-            return self._delete_locked(key, version)
+            change = self._delete_locked(key, version)
+        return self._told(change) if change is not None else None
 
     def _delete_locked(self, key: Key, version: int) -> Change[V] | None:
         current = self._items.get(key)
@@ -133,9 +137,16 @@ class Store(Generic[V]):
         with self._lock:
             gone = [k for k in self._items if in_scope(k) and k not in seen]
             changes = [c for k in gone if (c := self._delete_locked(k, list_version)) is not None]
-            return changes
+        for change in changes:
+            self._told(change)
+        return changes
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _told(self, change: Change[V]) -> Change[V]:
+        if self._observer is not None:
+            self._observer(change)
+        return change
 
     def _remember_tombstone(self, key: Key, version: int) -> None:
         self._tombstones[key] = version

@@ -43,6 +43,8 @@ from certmint.policy.types import (
     SecretState,
 )
 
+REVOKED = "Revoked"  # the trigger's reason; the issuance then makes a new key
+
 # notAfter is notBefore + duration to the second, so an issued lifetime differs from
 # spec.duration only by the fraction of a second a certificate cannot express.
 DURATION_TOLERANCE = dt.timedelta(seconds=1)
@@ -86,6 +88,16 @@ def parse_contents(obs: Observed) -> Contents | Issue:
     except PKIError:
         return Issue("InvalidCertificate", "Issuing certificate as Secret contains an invalid certificate")
     return Contents(secret, leaf, issued, key, key_pem)
+
+
+def not_revoked(obs: Observed, c: Contents) -> Issue | None:
+    """A revoked certificate is replaced at once, with a new key whatever the rotationPolicy: the
+    revocation may be for a compromised key."""
+    said = obs.revoked.get(c.leaf.serial_number)
+    if said is not None:
+        return Issue(REVOKED, f"Issuing certificate as its current certificate "
+                              f"(serial {c.leaf.serial_number:x}) was revoked: {said}")
+    return None
 
 
 def key_pair_matches(obs: Observed, c: Contents) -> Issue | None:
@@ -190,6 +202,7 @@ def not_due_for_renewal(obs: Observed, c: Contents) -> Issue | None:
 
 
 TRIGGERS: tuple[Check, ...] = (
+    not_revoked,
     key_pair_matches,
     private_key_matches_spec,
     issuer_annotations_match,

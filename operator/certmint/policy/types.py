@@ -96,6 +96,9 @@ class Observed:
     # When an IssuerChanged re-issuance may run: after the issuer's new root has reached the workloads'
     # trust bundles, at this certificate's place in the rotation window (None: no gate).
     rotation_at: dt.datetime | None = None
+    # The serials of this certificate's issuer that a CertificateRevocation covers, each with what
+    # to say about it (which revocation, why): the current certificate on it is re-issued at once.
+    revoked: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
