@@ -22,13 +22,13 @@ from certmint.kube.resources import EventRecorder
 from certmint.kube.secrets import SecretCache, interned
 from certmint.kube.store import Store
 from certmint.metrics import Metrics
+from certmint.model.certificate import ISSUER_KINDS
 from certmint.policy import Backoff, IssuerState
 from certmint.revocation import Ledger, Revocation, read_ledger, revocation_of
 from certmint.revocation.spec import IssuerKey
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
 CERTIFICATE = "Certificate"
-ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 REVOCATION = "CertificateRevocation"
 CONFIGMAP = "ConfigMap"  # certmint's CRL ConfigMaps (label-selected), kept with their data
 
@@ -201,6 +201,11 @@ class IssuerStates:
             previous = self._states.get(key)
             self._states[key] = state
             return previous
+
+    def setdefault(self, key: ObjectKey, state: IssuerState) -> IssuerState:
+        """The state held for key, or state if none is held yet (then held)."""
+        with self._lock:
+            return self._states.setdefault(key, state)
 
     def pop(self, key: ObjectKey) -> None:
         with self._lock:

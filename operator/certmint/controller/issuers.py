@@ -79,7 +79,9 @@ def issuer_state_for(ctx: Context, namespace: str, ref: IssuerRef) -> IssuerStat
     if obj is None:
         where = f"{ref.kind} {ref.name}" + (f" in namespace {namespace}" if ref.kind == "Issuer" else "")
         return IssuerState(False, "NotFound", f"{where} does not exist")
-    return compute_state(ctx, key, obj, ctx.now())
+    # Kept, so the other Certificates of this issuer reconciled before it do not check it again
+    # (for a step issuer, each check asks its CA); its own reconcile replaces it.
+    return ctx.issuer_states.setdefault(key, compute_state(ctx, key, obj, ctx.now()))
 
 
 def reconcile_issuer(ctx: Context, key: ObjectKey) -> Result:

@@ -9,10 +9,11 @@ import socket
 import threading
 
 from certmint.kube.api import Api, ApiError
+from certmint.model.certificate import GROUP
 
 log = logging.getLogger(__name__)
 
-GROUP = "certmint.io"
+
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURALS = {"Certificate": "certificates", "Issuer": "issuers", "ClusterIssuer": "clusterissuers",

@@ -3,12 +3,16 @@ the field in its SpecError. The CRD schema already checks types, so these only f
 objects stored before a schema change or handed in by tests and tools."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from certmint.model.errors import SpecError
 
-__all__ = ["get_bool", "get_int", "get_map", "get_str", "get_str_list", "get_str_map"]
+__all__ = ["DNS_SUBDOMAIN", "get_bool", "get_int", "get_map", "get_str", "get_str_list", "get_str_map"]
+
+# A Kubernetes object name (RFC 1123 subdomain), as Secret and Certificate names must be.
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _type_name(value: Any) -> str:

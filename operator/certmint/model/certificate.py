@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from certmint.model._fields import get_bool, get_int, get_map, get_str, get_str_list, get_str_map
+from certmint.model._fields import DNS_SUBDOMAIN, get_bool, get_int, get_map, get_str, get_str_list, get_str_map
 from certmint.model.duration import format_duration, parse_duration
 from certmint.model.errors import SpecError
 from certmint.pki.types import (
@@ -41,6 +41,7 @@ from certmint.pki.types import (
     NameConstraints,
     Subject,
 )
+from certmint.pki.keys import EC_CURVES, RSA_SIZES
 from certmint.pki.usages import RSA_DEFAULT_USAGES, default_usages
 
 __all__ = [
@@ -112,8 +113,8 @@ DEFAULT_USAGES = RSA_DEFAULT_USAGES
 
 KEY_ALGORITHMS = (RSA, ECDSA, ED25519)
 KEY_ENCODINGS = (PKCS1, PKCS8)
-RSA_KEY_SIZES = (2048, 3072, 4096, 8192)
-ECDSA_KEY_SIZES = (256, 384, 521)
+RSA_KEY_SIZES = RSA_SIZES  # defined once, where keys are made
+ECDSA_KEY_SIZES = tuple(EC_CURVES)
 DEFAULT_KEY_SIZES = {RSA: 2048, ECDSA: 256, ED25519: None}
 ROTATION_POLICIES = ("Always", "Never")
 ADDITIONAL_OUTPUT_FORMATS = ("DER", "CombinedPEM")
@@ -123,7 +124,6 @@ DEFAULT_JKS_ALIAS = "certificate"
 #: Secret annotations with this prefix are written by certmint; users may not set them.
 RESERVED_ANNOTATION_PREFIX = "certmint.io/"
 
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 
 
@@ -291,7 +291,7 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
 
 
 def _check_object_name(name: str, path: str, what: str) -> None:
-    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
         raise SpecError(
             f'{path}: "{name}" is not a valid name for {what}: use lowercase letters, digits, '
             f"'-' and '.', starting and ending with a letter or digit"

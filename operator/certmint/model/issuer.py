@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from certmint.model._fields import get_map, get_str, get_str_list
+from certmint.model._fields import DNS_SUBDOMAIN, get_map, get_str, get_str_list
 from certmint.model.duration import parse_duration
 from certmint.model.errors import SpecError
 from certmint.pki.inspect import parse_certificates
@@ -28,7 +28,6 @@ SELF_SIGNED = "SelfSigned"
 CA = "CA"
 STEP = "Step"
 
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
         secret_name = get_str(ca, "secretName", "ca.secretName")
         if not secret_name:
             raise SpecError("ca.secretName is required: name the Secret that holds the CA's tls.crt and tls.key")
-        if len(secret_name) > 253 or not _DNS_SUBDOMAIN.fullmatch(secret_name):
+        if len(secret_name) > 253 or not DNS_SUBDOMAIN.fullmatch(secret_name):
             raise SpecError(f'ca.secretName: "{secret_name}" is not a valid Secret name')
         return IssuerSpec(
             kind=CA,
@@ -134,7 +133,7 @@ def _parse_step(step: Mapping[str, Any]) -> StepSpec:
     if password_ref is None:
         raise SpecError("step.provisioner.passwordRef is required: the Secret holding the provisioner password")
     secret_name = get_str(password_ref, "name", "step.provisioner.passwordRef.name") or ""
-    if len(secret_name) > 253 or not _DNS_SUBDOMAIN.fullmatch(secret_name):
+    if len(secret_name) > 253 or not DNS_SUBDOMAIN.fullmatch(secret_name):
         raise SpecError(f'step.provisioner.passwordRef.name: "{secret_name}" is not a valid Secret name')
     secret_key = get_str(password_ref, "key", "step.provisioner.passwordRef.key") or ""
     if len(secret_key) > 253 or not _SECRET_KEY.fullmatch(secret_key):

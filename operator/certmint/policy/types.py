@@ -5,7 +5,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from certmint.model.certificate import CertificateSpec
+from certmint.model.certificate import GROUP, CertificateSpec
 from certmint.pki.signing import CASigner
 from certmint.pki.types import SigningOptions
 
@@ -14,7 +14,7 @@ from certmint.pki.types import SigningOptions
 TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
 CA_CERT = "ca.crt"
-DOMAIN = "certmint.io"
+DOMAIN = GROUP  # annotations and labels are prefixed with the API group
 CERTIFICATE_NAME = f"{DOMAIN}/certificate-name"
 ISSUER_NAME = f"{DOMAIN}/issuer-name"
 ISSUER_KIND = f"{DOMAIN}/issuer-kind"

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from certmint.model._fields import get_map, get_str
+from certmint.model._fields import DNS_SUBDOMAIN, get_map, get_str
+from certmint.model.certificate import ISSUER_KINDS
 from certmint.model.errors import SpecError
 from certmint.pki.crl import REASONS as _CRL_REASONS
 
@@ -41,13 +42,11 @@ REASONS: tuple[str, ...] = tuple(_CRL_REASONS)
 CURRENT = "Current"
 ALL_VALID = "AllValid"
 REVISIONS = (CURRENT, ALL_VALID)
-ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 
 # Hex digits (1 to 40: a serial is at most 20 octets), or colon-separated octets as
 # `openssl x509 -text` prints them.
 SERIAL_PATTERN = "^([0-9a-fA-F]{1,40}|[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){0,19})$"
 _SERIAL = re.compile(SERIAL_PATTERN)
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True, order=True)
@@ -151,5 +150,5 @@ def parse_revocation_spec(spec: Mapping[str, Any]) -> RevocationSpec:
 
 
 def _check_name(name: str, path: str) -> None:
-    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
         raise SpecError(f'{path}: "{name}" is not a valid object name')
