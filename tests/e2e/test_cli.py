@@ -209,6 +209,9 @@ def test_list_sorted_by_expiry_with_filters(cluster, kubectl, namespace, operato
     assert [r[1] for r in rows] == ["True"] * 3 and {r[2] for r in rows} == {"self"}
     assert [r[4] for r in rows] == ["0", "29", "364"]
 
+    # One Certificate per request: the pages follow each other through continue tokens, same rows.
+    assert certmint(cluster, "list", "-n", namespace, "--chunk-size", "1").stdout == result.stdout
+
     expiring = certmint(cluster, "list", "-n", namespace, "--expiring", "30d").stdout.splitlines()[1:]
     assert [line.split()[0] for line in expiring] == ["short", "middle"]
     assert [line.split()[0] for line in

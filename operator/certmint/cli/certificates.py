@@ -54,6 +54,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
     p.add_argument("--expiring", type=duration, metavar="DURATION",
                    help="only those whose certificate expires within DURATION (e.g. 30d, 72h), expired ones included")
+    p.add_argument("--chunk-size", type=_chunk_size, default=500, metavar="N",
+                   help="Certificates per API request, as kubectl's --chunk-size (default 500; 0: all in one)")
     output_flag(p)
     p.set_defaults(handler=list_certificates)
 
@@ -69,6 +71,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="how long --wait waits (default 2m)")
     kube_flags(p)
     p.set_defaults(handler=renew)
+
+
+def _chunk_size(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid chunk size {text!r}: a whole number, 0 for no chunking")
+    return int(text)
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -274,7 +282,7 @@ def list_certificates(args: argparse.Namespace) -> int:
     items: list[dict] = []
     try:
         # Page by page (kubectl's 500), so the API server never builds one huge answer.
-        for page, _ in cluster.api.list_pages(path, label_selector=args.selector, limit=500):
+        for page, _ in cluster.api.list_pages(path, label_selector=args.selector, limit=args.chunk_size):
             items.extend(page)
     except ApiError as e:
         raise api_error(e, "certificates") from None
