@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from certmint.kube.store import Store
+from certmint.kube.store import Store, WritesInFlight
 
 
 def cert(namespace: str, name: str) -> tuple[str, str, str]:
@@ -121,3 +121,18 @@ def test_concurrent_writers_leave_the_newest_version():
     for t in threads:
         t.join()
     assert store.get(key) == 4999 and store.version(key) == 4999
+
+
+def test_events_during_our_write_are_held_and_sorted_by_version():
+    """The watch may deliver the echo of our write before the write's answer: held, then judged by
+    the answer's version: the echo is ours, any other version was someone else's change."""
+    writes: WritesInFlight[str] = WritesInFlight()
+    key = ("Certificate", "a", "x")
+    assert not writes.hold(key, 5, "no write in flight: handled at once")
+    writes.begin(key)
+    assert writes.hold(key, 7, "our echo")
+    assert writes.hold(key, 8, "a user's edit")
+    held = writes.end(key)
+    answer = 7
+    assert [e for v, e in held if v != answer] == ["a user's edit"]
+    assert writes.end(key) == [] and not writes.hold(key, 9, "after the write")

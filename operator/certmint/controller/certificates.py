@@ -13,7 +13,6 @@ from certmint.controller.bundles import rotation_gate
 from certmint.controller.issuers import issuer_state_for
 from certmint.issuance import IssuanceError, issue_certificate, issued_secret, maintained_secret, secret_differs
 from certmint.kube.api import ApiError
-from certmint.kube.resources import patch_status
 from certmint.model import CertificateSpec, SpecError, parse_certificate_spec, renewal_time
 from certmint.policy import (
     Issue,
@@ -195,8 +194,7 @@ class Reconcile:
     def write_status(self, wanted: dict) -> bool:
         if wanted == self.status:
             return False
-        updated = self.c.remember(CERTIFICATE, patch_status(self.c.api, CERTIFICATE, self.namespace, self.name,
-                                                            wanted))
+        updated = self.c.write_status(CERTIFICATE, self.namespace, self.name, wanted)
         self.status = updated.get("status") or wanted
         return True
 

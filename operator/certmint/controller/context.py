@@ -18,9 +18,9 @@ from certmint.controller.options import Options
 from certmint.external.step_issuer import StepIssuers
 from certmint.kube.api import Api, resource_version
 from certmint.kube.objects import TrustCaches
-from certmint.kube.resources import EventRecorder
+from certmint.kube.resources import EventRecorder, patch_status
 from certmint.kube.secrets import SecretCache, interned
-from certmint.kube.store import Store
+from certmint.kube.store import Store, WritesInFlight
 from certmint.metrics import Metrics
 from certmint.model.certificate import ISSUER_KINDS
 from certmint.policy import Backoff, IssuerState
@@ -226,6 +226,23 @@ class Context:
     step: StepIssuers = field(default_factory=StepIssuers)  # shared step-ca clients and signers
     trust: TrustCaches | None = None  # Namespaces and Bundle targets, for the Bundle reconciler
     revocations: RevocationCaches = field(default_factory=RevocationCaches)
+    writes: WritesInFlight[None] = field(default_factory=WritesInFlight)  # status patches in flight
+    replay: Callable[[ObjectKey], None] = lambda key: None  # a held event was someone else's change
+
+    def write_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
+        """One status patch; its answer goes into the store. A watch event of the object that comes
+        while the patch is in flight is held: if it was our own echo it is dropped, otherwise (someone
+        changed the object meanwhile) it is handed on as the event it was (replay)."""
+        key = (kind, namespace, name)
+        self.writes.begin(key)
+        try:
+            answer = patch_status(self.api, kind, namespace or None, name, status)
+        finally:
+            held = self.writes.end(key)
+        version = resource_version(answer)
+        if any(v != version for v, _ in held):
+            self.replay(key)
+        return self.remember(kind, answer)
 
     def remember(self, kind: str, obj: dict) -> dict:
         """Store the answer to our own write of an object we watch, through the version check:

@@ -83,6 +83,7 @@ class Controller:
                            Backoff(options.backoff_initial, options.backoff_max),
                            clock or (lambda: dt.datetime.now(dt.timezone.utc)))
         # Namespaces and Bundle targets, for the Bundles: watched, so a new namespace gets its bundles at once.
+        self.ctx.replay = self.queue.add
         self.ctx.trust = TrustCaches(api, list(options.namespaces) or None, self._namespace_changed,
                                      self._target_changed)
         # The CRL ConfigMaps (label-selected): the ledger each CA issuer's CRL is rebuilt from.
@@ -250,7 +251,8 @@ class Controller:
         else:
             change = self.objects.upsert(key, resource_version(obj), obj)
         if change is not None:
-            self.queue.add(key)
+            if not self.ctx.writes.hold(key, resource_version(obj), None):  # not the echo of our status patch
+                self.queue.add(key)
             for bundle in wake_for_issuer(self.ctx, key):  # an issuer changed: the roots its Bundles follow may too
                 self.queue.add(bundle)
         if event_type is None and self.started.is_set():

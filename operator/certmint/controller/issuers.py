@@ -10,7 +10,6 @@ from certmint.controller.context import Context, ObjectKey, Result, issuer_key
 from certmint.controller.revocations import publish_crl, revocations_waiting, with_crl_status
 from certmint.issuers import issuer_state, valid_until
 from certmint.kube.api import ApiError
-from certmint.kube.resources import patch_status
 from certmint.model import IssuerRef, SpecError, parse_issuer_spec
 from certmint.model.issuer import STEP, IssuerSpec
 from certmint.policy import IssuerState, SecretState
@@ -106,7 +105,7 @@ def reconcile_issuer(ctx: Context, key: ObjectKey) -> Result:
     wanted = st.issuer_status(current, generation, now, state.ready, state.reason, state.message)
     wanted = with_crl_status(wanted, crl, generation, now)
     if wanted != current:
-        updated = ctx.remember(kind, patch_status(ctx.api, kind, namespace or None, name, wanted))
+        updated = ctx.write_status(kind, namespace, name, wanted)
         old = st.find_condition(current, st.READY) or {}
         if old.get("reason") != state.reason:
             ctx.events.record(updated, "Normal" if state.ready else "Warning", state.reason, state.message)

@@ -24,7 +24,6 @@ from certmint.controller.context import (
     to_issuer_key,
 )
 from certmint.kube.api import resource_version
-from certmint.kube.resources import patch_status
 from certmint.model import SpecError, parse_issuer_spec
 from certmint.model.issuer import IssuerSpec
 from certmint.policy import IssuerState
@@ -59,7 +58,7 @@ def reconcile_certificate_revocation(ctx: Context, key: ObjectKey) -> Result:
     outcome = reconcile_revocation(obj, certificate, lambda issuer: _issuer_crl(ctx, issuer), now)
     stored = obj.get("status") or {}
     if outcome.status != stored:
-        updated = ctx.remember(REVOCATION, patch_status(ctx.api, REVOCATION, namespace, name, outcome.status))
+        updated = ctx.write_status(REVOCATION, namespace, name, outcome.status)
         was = (st.find_condition(stored, REVOKED) or {}).get("status")
         condition = st.find_condition(outcome.status, REVOKED) or {}
         if condition.get("status") == "True" and was != "True":

@@ -11,7 +11,7 @@ from typing import Callable
 
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import Reflector
-from certmint.kube.store import Store
+from certmint.kube.store import Store, WritesInFlight
 from certmint.policy.types import CERTIFICATE_NAME, SecretState
 
 SECRET_SELECTOR = CERTIFICATE_NAME  # "has the label": a server-side existence selector
@@ -65,6 +65,7 @@ class SecretCache:
                  on_change: Callable[[str, SecretState, bool], None] | None = None):
         self.api = api
         self.store: Store[SecretState] = Store()
+        self.writes: WritesInFlight[SecretState] = WritesInFlight()
         self._on_change = on_change or (lambda namespace, secret, own_write: None)
         paths = [(ns, secrets_path(ns)) for ns in namespaces] if namespaces else [(None, secrets_path())]
         self.reflectors = [Reflector(api, path, SECRET_SELECTOR, self._event, self._relisted_in(ns),
@@ -92,7 +93,7 @@ class SecretCache:
             change = self.store.delete(key, version)
         else:
             change = self.store.upsert(key, version, to_state(obj))
-        if change is not None:
+        if change is not None and (own_write or not self.writes.hold(key, version, change.value)):
             self._on_change(key[0], change.value, own_write)
 
     def _relisted_in(self, namespace: str | None) -> Callable[[set[tuple[str, str]], int], None]:
@@ -116,8 +117,20 @@ class SecretCache:
         return to_state(obj) if obj else None
 
     def apply(self, namespace: str, secret: SecretState, force: bool = True) -> SecretState:
-        obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret), force=force)
-        return self.remember(obj)
+        key = (namespace, secret.name)
+        self.writes.begin(key)
+        try:
+            obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret), force=force)
+        except BaseException:
+            for _, held in self.writes.end(key):  # nothing of ours came: each was someone else's change
+                self._on_change(namespace, held, False)
+            raise
+        answer = resource_version(obj)
+        state = self.remember(obj)
+        for version, held in self.writes.end(key):
+            # our echo (the answer's version) still wakes what follows the Secret, like our own write
+            self._on_change(namespace, held, version == answer)
+        return state
 
 
 __all__ = ["ApiError", "SecretCache", "secrets_path", "to_manifest", "to_state"]

@@ -170,3 +170,34 @@ class Store(Generic[V]):
             self._filed[key] = filed
             for value_key in filed:
                 self._index.setdefault(value_key, set()).add(key)
+
+
+class WritesInFlight(Generic[V]):
+    """Our writes whose answer has not come back yet, and the watch events that arrived meanwhile.
+
+    The watch can deliver the echo of our own write before the write's answer returns. Held
+    here, that echo is not mistaken for someone else's change (which would reconcile the
+    object once more for nothing); when the answer comes, the writer compares versions: an
+    event with the answer's version was our echo, any other was a real change, replayed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[Key, list[tuple[int, V]]] = {}
+
+    def begin(self, key: Key) -> None:
+        with self._lock:
+            self._held[key] = []
+
+    def hold(self, key: Key, version: int, event: V) -> bool:
+        """Keep the event if a write of key is in flight; True if kept."""
+        with self._lock:
+            held = self._held.get(key)
+            if held is None:
+                return False
+            held.append((version, event))
+            return True
+
+    def end(self, key: Key) -> list[tuple[int, V]]:
+        """The write's answer came (or it failed): the events held meanwhile."""
+        with self._lock:
+            return self._held.pop(key, [])
