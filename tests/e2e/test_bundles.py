@@ -103,6 +103,18 @@ def test_bundle_reaches_matching_namespaces_only_and_follows_their_labels(kubect
     wait_until(lambda: (configmap(kubectl, spaces[1], name) or {}).get("data", {}).get("ca.crt") == cm["data"]["ca.crt"],
                what="the tampered target restored")
 
+    # a namespace being deleted (it stays Terminating here: no namespace controller) takes no new
+    # content and does not hold the others back
+    kubectl("delete", "namespace", fresh, "--wait=false")
+    c = TestCA("Bundle Root C")
+    kubectl("patch", "bundle", name, "--type=json", "-p", json.dumps(
+        [{"op": "add", "path": "/spec/sources/-", "value": {"inLine": c.cert_pem.decode()}}]))
+    for ns in spaces[1:]:
+        wait_until(lambda ns=ns: "CN=Bundle Root C" in pem_subjects(configmap(kubectl, ns, name)["data"]["ca.crt"]),
+                   what=f"the new content in {ns}")
+    wait_until(lambda: get_json(kubectl, "bundle", name)["status"].get("namespaces") == 2, what="2 namespaces")
+    assert synced(kubectl, name)["status"] == "True"
+
     # the Bundle is deleted: no target is left behind (this control plane runs no garbage collector)
     kubectl("delete", "bundle", name)
     for ns in [*spaces, fresh]:

@@ -38,7 +38,9 @@ def _slim(obj: dict, base64_data: bool) -> dict:
     digests = {k: digest(base64.b64decode(v) if base64_data else v.encode()) for k, v in data.items()
                if isinstance(v, str)}
     return {"labels": dict(meta.get("labels") or {}), "hash": annotations.get(HASH_ANNOTATION, ""),
-            "uid": meta.get("uid", ""), "digests": digests}
+            "uid": meta.get("uid", ""), "digests": digests,
+            # a namespace being deleted refuses new objects: no target is written there
+            "deleting": bool(meta.get("deletionTimestamp"))}
 
 
 class ObjectCache:
