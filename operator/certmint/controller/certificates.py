@@ -111,7 +111,7 @@ class Reconcile:
             else:
                 # A revoked certificate's key may be compromised: never reuse it, whatever the rotationPolicy.
                 previous = None if trigger.reason == REVOKED else secret
-                issued = issue_certificate(self.parsed, issuer, previous, self.now)
+                issued = issue_certificate(self.parsed, issuer, previous, self.now, self.c.keys.new_key)
             revision = max(int(self.status.get("revision") or 0), secret_revision(secret) or 0) + 1
             new = issued_secret(self.parsed.secret_name, self.name, self.parsed, issued, revision,
                                 self.annotations.get(RENEW), self.pkcs12_password())

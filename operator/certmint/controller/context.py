@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
+from certmint.controller.keys import KeyFactory
 from certmint.controller.options import Options
 from certmint.external.step_issuer import StepIssuers
 from certmint.kube.api import Api, resource_version
@@ -227,6 +228,7 @@ class Context:
     trust: TrustCaches | None = None  # Namespaces and Bundle targets, for the Bundle reconciler
     revocations: RevocationCaches = field(default_factory=RevocationCaches)
     writes: WritesInFlight[None] = field(default_factory=WritesInFlight)  # status patches in flight
+    keys: KeyFactory = field(default_factory=KeyFactory)
     replay: Callable[[ObjectKey], None] = lambda key: None  # a held event was someone else's change
 
     def write_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:

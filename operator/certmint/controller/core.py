@@ -169,6 +169,7 @@ class Controller:
             self.ctx.trust.stop()
         for reflector in self.crl_configmaps:
             reflector.stop()
+        self.ctx.keys.close()
 
     # --- the worker loop -------------------------------------------------------------------
 

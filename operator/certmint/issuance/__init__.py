@@ -7,6 +7,7 @@ up-to-date Secret's metadata and extra outputs still match the spec.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -31,7 +32,7 @@ from certmint.pki import (
     private_key_der,
 )
 from certmint.pki.keys import PrivateKey
-from certmint.pki.types import IssuedCertificate
+from certmint.pki.types import IssuedCertificate, KeySpec
 from certmint.policy.types import (
     ALT_NAMES,
     CA_CERT,
@@ -80,14 +81,15 @@ class Issued:
 
 
 def issue_certificate(spec: CertificateSpec, issuer: IssuerState, previous: SecretState | None,
-                      now: dt.datetime) -> Issued:
-    """Sign a certificate for spec; reuse the previous key only under rotationPolicy Never."""
+                      now: dt.datetime, new_key: Callable[[KeySpec], PrivateKey] = generate_key) -> Issued:
+    """Sign a certificate for spec; reuse the previous key only under rotationPolicy Never. new_key
+    makes a key when one is needed (the operator makes RSA keys in other processes)."""
     signer = issuer.signer
     if signer is not None:
         violations = check_name_constraints(signer, spec.template)
         if violations:
             raise IssuanceError("NameConstraintsViolation", "; ".join(violations))
-    key = _reusable_key(spec, previous) or generate_key(spec.template.key)
+    key = _reusable_key(spec, previous) or new_key(spec.template.key)
     try:
         # A CA issuer's CRL and AIA URLs travel with its signer; a self-signed issuer's with its state.
         result = issue(spec.template, key, signer, now, backdate=BACKDATE,

@@ -60,6 +60,18 @@ def generate_key(spec: KeySpec) -> PrivateKey:
     return ec.generate_private_key(EC_CURVES[size]())
 
 
+def generate_key_der(spec: KeySpec) -> bytes:
+    """generate_key, handed over as PKCS#8 DER: for making keys in another process (the GIL is held
+    while OpenSSL searches for RSA primes, so threads cannot share that work out)."""
+    return generate_key(spec).private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
+
+
+def load_generated_key(der: bytes) -> PrivateKey:
+    """A key generate_key_der made: sound by construction, so the RSA consistency check is skipped."""
+    return cast(PrivateKey, serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True))
+
+
 def encode_private_key(key: PrivateKey, encoding: str) -> bytes:
     """Unencrypted PEM: PKCS1 is OpenSSL's traditional RSA/EC form; Ed25519 is always PKCS8."""
     return key.private_bytes(serialization.Encoding.PEM, _private_format(key, encoding), serialization.NoEncryption())
