@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from certmint import cli
-from certmint.cli import certificates, cleanup, common, inspect, verify, version
+from certmint.cli import certificates, cleanup, common, inspect, revoke, verify, version
 from certmint.pki import (
     ECDSA,
     RSA,
@@ -56,10 +56,10 @@ def test_bad_durations_are_rejected_with_an_example(text):
         common.duration(text)
 
 
-def test_every_command_of_the_issue_is_there_and_revoke_is_not_yet():
+def test_every_command_of_the_issue_is_there():
     sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"operator", "status", "list", "renew", "inspect", "verify", "cleanup", "check",
-                                "version", "completion"}
+    assert set(sub.choices) == {"operator", "status", "list", "renew", "inspect", "verify", "revoke", "cleanup",
+                                "check", "version", "completion"}
 
 
 def test_kubectl_flags_go_before_or_after_the_command():
@@ -440,3 +440,128 @@ def test_api_errors_read_as_one_line_each():
     assert "certmint check api" in str(common.api_error(
         ApiError(404, "the server could not find the requested resource"), "certificate 'web'"))
     assert str(common.api_error(ApiError(403, "forbidden!"))) == "forbidden: forbidden!"
+
+
+# --- revoke -------------------------------------------------------------------------------------
+
+
+def test_revoke_reasons_are_the_crds():
+    from certmint.revocation.spec import REASONS
+
+    assert revoke.REASONS == REASONS
+    assert revoke.DEFAULT_REASON == "unspecified"
+
+
+def test_revoke_flags():
+    p = cli.parser()
+    args = p.parse_args(["revoke", "agent-01", "--reason", "KEYCOMPROMISE", "--all-valid", "--wait"])
+    assert (args.name, args.reason, args.all_valid, args.wait, args.dry_run) == \
+        ("agent-01", "keyCompromise", True, True, "none")
+    assert args.timeout == dt.timedelta(seconds=60) and args.output == "text"
+    assert p.parse_args(["revoke", "x"]).reason == "unspecified"
+    by_serial = p.parse_args(["revoke", "--issuer", "clusterissuer/root", "--serial", "0A"])
+    assert by_serial.issuer == ("ClusterIssuer", "root") and by_serial.name is None
+    assert p.parse_args(["revoke", "--issuer", "ca", "--serial", "0A"]).issuer == ("Issuer", "ca")
+    # kubectl's --dry-run[=client|server]; a bare --dry-run leaves the next word to NAME.
+    assert p.parse_args(["revoke", "x", "--dry-run"]).dry_run == "client"
+    assert p.parse_args(["revoke", "x", "--dry-run=server"]).dry_run == "server"
+    bare = p.parse_args(["revoke", "--dry-run", "agent-01", "-o", "yaml"])
+    assert (bare.dry_run, bare.operand, bare.name) == ("client", "agent-01", None)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["revoke", "x", "--issuer", "Issuer/ca", "--serial", "0A"], "not both"),
+    (["revoke"], "give NAME (a Certificate) or --issuer"),
+    (["revoke", "--serial", "0A"], "--issuer and --serial go together"),
+    (["revoke", "--issuer", "ca"], "--issuer and --serial go together"),
+    (["revoke", "--issuer", "ca", "--serial", "0A", "--all-valid"], "--all-valid applies to NAME"),
+    (["revoke", "x", "--reason", "removeFromCRL"], "invalid choice: 'removeFromCRL'"),
+    (["revoke", "--issuer", "Vault/x", "--serial", "0A"], "use Issuer/NAME or ClusterIssuer/NAME"),
+])
+def test_revoke_flag_misuse_exits_2_before_reaching_a_cluster(args, message):
+    result = run_cli(*args, env={"KUBECONFIG": "/nonexistent"})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_revocation_objects_as_the_crd_takes_them():
+    spec = revoke.revocation_spec("keyCompromise", certificate="agent-01")
+    assert spec == {"certificateName": "agent-01", "reason": "keyCompromise"}  # Current: the CRD's default
+    assert revoke.revocation_spec("superseded", certificate="a", all_valid=True) == \
+        {"certificateName": "a", "revisions": "AllValid", "reason": "superseded"}
+    by_serial = revoke.revocation_spec("unspecified", issuer=("ClusterIssuer", "root"), serial="serial=5f:3a:09")
+    assert by_serial == {"issuerRef": {"name": "root", "kind": "ClusterIssuer"}, "serialNumber": "5F3A09",
+                         "reason": "unspecified"}
+    assert revoke.revocation_object("n", "ns", spec) == {
+        "apiVersion": "certmint.io/v1", "kind": "CertificateRevocation",
+        "metadata": {"name": "n", "namespace": "ns"}, "spec": spec}
+    # The operator reads what the command writes.
+    from certmint.revocation.spec import parse_revocation_spec
+
+    assert parse_revocation_spec(by_serial).serial == 0x5F3A09
+    assert parse_revocation_spec(spec).certificate_name == "agent-01"
+
+
+@pytest.mark.parametrize(("text", "normal"), [
+    ("5F3A09", "5F3A09"), ("5f3a09", "5F3A09"), ("f3a09", "0F3A09"), ("00ab", "AB"), ("5f:3a:09", "5F3A09"),
+    ("serial=0A1B", "0A1B"), (" 0a1b ", "0A1B"),
+    ("xyz", "xyz"), ("0x5f", "0x5f"), ("5f:3a:9", "5f:3a:9"),  # left as given: the API server says what is wrong
+])
+def test_serials_are_written_as_openssl_prints_them(text, normal):
+    assert revoke.normal_serial(text) == normal
+
+
+def test_revocation_names_are_deterministic_and_readable():
+    current = revoke.revocation_spec("keyCompromise", certificate="agent-01")
+    assert revoke.revocation_name(current, 1) == "agent-01-r1-keycompromise"
+    assert revoke.revocation_name(current, 1) == revoke.revocation_name(dict(current), 1)
+    assert revoke.revocation_name(current, None) == "agent-01-keycompromise"
+    every = revoke.revocation_spec("superseded", certificate="web.example.com", all_valid=True)
+    assert revoke.revocation_name(every, 3) == "web.example.com-all-r3-superseded"
+    assert revoke.revocation_name(every, None) == "web.example.com-all-superseded"
+    serial = revoke.revocation_spec("cACompromise", issuer=("ClusterIssuer", "root"), serial="5f:3a:09")
+    assert revoke.revocation_name(serial) == "root-5f3a09-cacompromise"
+    # An invalid serial or certificate name still makes a valid object name, so the API server's
+    # message is about the field, not the name.
+    assert revoke.revocation_name(revoke.revocation_spec("unspecified", issuer=("Issuer", "ca"), serial="x_y!")) == \
+        "ca-x-y-unspecified"
+    assert revoke.revocation_name(revoke.revocation_spec("unspecified", certificate="Bad_Name"), 2) == \
+        "bad-name-r2-unspecified"
+
+
+def test_long_revocation_names_are_cut_and_stay_unique():
+    import re
+
+    long_a, long_b = "a" * 240 + "-x", "a" * 240 + "-y"
+    names = [revoke.revocation_name(revoke.revocation_spec("keyCompromise", certificate=n), 7)
+             for n in (long_a, long_b)]
+    for name in names:
+        assert len(name) <= 253 and name.endswith("-r7-keycompromise")
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name)
+    assert names[0] != names[1]
+    serial = revoke.revocation_spec("unspecified", issuer=("Issuer", "i" * 253), serial="AB" * 20)
+    name = revoke.revocation_name(serial)
+    assert len(name) <= 253 and name.endswith("-" + "ab" * 20 + "-unspecified")
+
+
+def test_revoked_text_names_the_serials_and_where_the_crl_is():
+    obj = {"spec": {"certificateName": "agent-01", "reason": "keyCompromise"},
+           "status": {"revokedAt": "2026-11-30T12:40:07Z", "crlNumber": 7,
+                      "serials": [{"serialNumber": "5F3A09", "revision": 1, "notAfter": "2027-02-28T12:00:00Z",
+                                   "issuerRef": {"name": "agents-ca", "kind": "Issuer"}}]}}
+    text = revoke.revoked_text(obj, "netstress")
+    assert text.splitlines() == [
+        "Revoked:  the current certificate of Certificate agent-01, reason keyCompromise, at 2026-11-30T12:40:07Z",
+        "  serial 5F3A09  revision 1, not after 2027-02-28T12:00:00Z, Issuer netstress/agents-ca",
+        "CRL (CRL number 7 and later): ConfigMap netstress/agents-ca-crl, key ca.crl; "
+        "HTTP /crls/netstress/agents-ca.crl on the operator's metrics port",
+    ]
+    cluster_wide = {"spec": {"issuerRef": {"name": "root", "kind": "ClusterIssuer"}, "serialNumber": "0A",
+                             "reason": "superseded"},
+                    "status": {"serials": [{"serialNumber": "0A", "issuerRef": {"name": "root",
+                                                                                 "kind": "ClusterIssuer"}}]}}
+    lines = revoke.revoked_text(cluster_wide, "ns", lambda kind, name: "certmint").splitlines()
+    assert lines[1] == "  serial 0A  ClusterIssuer root"
+    assert lines[2] == "CRL: ConfigMap certmint/root-crl, key ca.crl; HTTP /crls/root.crl on the operator's metrics port"
+    unknown = revoke.revoked_text(cluster_wide, "ns").splitlines()[2]
+    assert "root-crl (in the cluster resource namespace)" in unknown

@@ -20,6 +20,7 @@ from certmint.cli import (
     completion,
     inspect,
     operator,
+    revoke,
     verify,
     version,
 )
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     operator.add_parser(sub)
     certificates.add_parsers(sub)
+    revoke.add_parser(sub)
     inspect.add_parser(sub)
     verify.add_parser(sub)
     cleanup.add_parser(sub)

@@ -265,7 +265,7 @@ def render_status(r: dict, style: Style) -> str:
         add(f"  Issuer DN:    {s['issuer']}")
     add("Events:" + ("" if r["events"] else "         none"))
     if r["events"]:
-        rows = [(e["type"], e["reason"], human_delta(t - parse_time(e["lastTimestamp"])) if e["lastTimestamp"] else "",
+        rows = [(e["type"], e["reason"], human_delta(t - seen) if (seen := parse_time(e["lastTimestamp"])) else "",
                  e["message"]) for e in r["events"]]
         add("\n".join("  " + line for line in table(("type", "reason", "age", "message"), rows).splitlines()))
     return "\n".join(lines)

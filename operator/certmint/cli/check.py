@@ -60,7 +60,7 @@ def api_problem(cluster) -> str | None:
             if e.not_found:
                 return f"CRD {crd} is not installed (kubectl apply -f crds/, or install the chart)"
             return str(api_error(e, f"CRD {crd}"))
-        established = next((c for c in (obj.get("status") or {}).get("conditions") or []
+        established: dict = next((c for c in (obj.get("status") or {}).get("conditions") or []
                             if c.get("type") == "Established"), {})
         if established.get("status") != "True":
             return f"CRD {crd} is not Established yet ({established.get('message') or 'no condition'})"

@@ -84,7 +84,7 @@ def cleanup(args: argparse.Namespace) -> int:
         t = now()
         print(table(("namespace", "secret", "certificate", "reason", "age"),
                     [(o["namespace"], o["name"], o["certificate"], o["reason"],
-                      human_delta(t - parse_time(o["created"])) if parse_time(o["created"]) else "")
+                      human_delta(t - created) if (created := parse_time(o["created"])) else "")
                      for o in found]))
     else:
         where = "any namespace" if cluster.all_namespaces else f"namespace {cluster.namespace}"
