@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     op.add_argument("--trust-propagation-delay", type=_duration, default=dt.timedelta(minutes=2),
                     help="how long a new trust bundle takes to reach every pod (kubelet sync); certificates from "
                          "a new root wait this long after the bundles hold it (Go duration, default 2m)")
+    op.add_argument("--retry-max", type=_duration, default=dt.timedelta(seconds=30),
+                    help="a reconcile that failed on an API error is retried after milliseconds, doubling up to "
+                         "this (Go duration, default 30s)")
+    op.add_argument("--resync-period", type=_duration, default=dt.timedelta(minutes=10),
+                    help="list every watched scope again this often, to forget objects deleted while a watch "
+                         "was down (Go duration, default 10m)")
     op.add_argument("--leader-elect", action="store_true",
                     help="elect a leader on a Lease, so only one replica reconciles (for replicas > 1)")
     op.add_argument("--leader-election-namespace", default=None,
@@ -76,6 +82,8 @@ def start(args: argparse.Namespace) -> int:
         backoff_initial=args.backoff_initial,
         backoff_max=args.backoff_max,
         issuer_recheck=args.issuer_recheck,
+        retry_max=args.retry_max.total_seconds(),
+        resync_period=args.resync_period,
         rotation_spread=args.rotation_spread,
         trust_propagation=args.trust_propagation_delay,
         leader_election=args.leader_elect,
