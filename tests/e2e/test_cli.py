@@ -10,17 +10,21 @@ import json
 import os
 import pty
 import re
+import secrets
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import localcluster
 import pytest
 import yaml
 from conftest import (
+    OPERATOR_NAMESPACE,
     apply,
     get_json,
+    openssl,
     run_kubectl,
     secret_data,
     wait_ready,
@@ -427,6 +431,216 @@ def test_inspect_and_verify_files_from_a_secret(cluster, kubectl, namespace, ope
     one_line_error(certmint(cluster, "verify", tls_crt), 2, "--roots")
 
 
+# --- revoke -------------------------------------------------------------------------------------
+
+# NetStress's set-up: a root CA (made by a self-signed bootstrap issuer, with the crl sign usage
+# a CRL signer needs) as an Issuer that publishes a CRL, and client certificates it signs.
+REVOKE_CA = """
+apiVersion: certmint.io/v1
+kind: Issuer
+metadata: {name: bootstrap}
+spec: {selfSigned: {}}
+---
+apiVersion: certmint.io/v1
+kind: Certificate
+metadata: {name: agents-ca}
+spec:
+  isCA: true
+  commonName: NetStress CA
+  secretName: agents-ca
+  usages: [digital signature, cert sign, crl sign]
+  privateKey: {algorithm: ECDSA, size: 256}
+  issuerRef: {name: bootstrap}
+---
+apiVersion: certmint.io/v1
+kind: Issuer
+metadata: {name: agents-ca}
+spec:
+  ca:
+    secretName: agents-ca
+    crl: {validity: 24h}
+"""
+
+
+def agent(name: str) -> str:
+    return f"""---
+apiVersion: certmint.io/v1
+kind: Certificate
+metadata: {{name: {name}}}
+spec:
+  secretName: {name}
+  commonName: {name}
+  usages: [digital signature, client auth]
+  privateKey: {{algorithm: ECDSA}}
+  issuerRef: {{name: agents-ca}}
+"""
+
+
+def with_agents(kubectl, namespace: str, *names: str) -> None:
+    apply(kubectl, namespace, REVOKE_CA + "".join(agent(n) for n in names))
+    for name in ("agents-ca", *names):
+        wait_ready(kubectl, namespace, f"certificate/{name}")
+    wait_ready(kubectl, namespace, "issuer/agents-ca")
+
+
+def hex_serial(serial: int) -> str:
+    digits = f"{serial:X}"
+    return digits if len(digits) % 2 == 0 else "0" + digits
+
+
+def published_crl(kubectl, namespace: str, issuer: str) -> x509.CertificateRevocationList:
+    configmap = get_json(kubectl, "configmap", "-n", namespace, f"{issuer}-crl")
+    return x509.load_pem_x509_crl(configmap["data"]["ca.crl"].encode())
+
+
+def test_revoke_an_agent_through_kubectl(cluster, kubectl, namespace, operator, tmp_path):
+    """The NetStress flow from the command line: `kubectl certmint revoke agent-01 --wait`, then the CRL as
+    published makes openssl refuse the old certificate, and the Certificate has a new one."""
+    with_agents(kubectl, namespace, "agent-01", "agent-02")
+    old = write_secret_files(kubectl, namespace, "agent-01", tmp_path / "old")
+    old_serial = leaf_of(kubectl, namespace, "agent-01").serial_number
+    agent_02 = write_secret_files(kubectl, namespace, "agent-02", tmp_path / "agent-02")
+
+    result = kubectl_plugin(cluster, "revoke", "agent-01", "-n", namespace, "--reason", "keyCompromise", "--wait")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "certificaterevocation.certmint.io/agent-01-r1-keycompromise created"
+    assert lines[1].startswith("Revoked:  the current certificate of Certificate agent-01, reason keyCompromise, at ")
+    assert lines[2].startswith(f"  serial {hex_serial(old_serial)}  revision 1, not after ")
+    assert lines[2].endswith(f"Issuer {namespace}/agents-ca")
+    assert re.fullmatch(rf"CRL \(CRL number \d+ and later\): ConfigMap {namespace}/agents-ca-crl, key ca.crl; "
+                        rf"HTTP /crls/{namespace}/agents-ca.crl on the operator's metrics port", lines[3]), lines[3]
+    obj = get_json(kubectl, "certificaterevocation", "-n", namespace, "agent-01-r1-keycompromise",
+                   "--show-managed-fields")
+    assert obj["spec"] == {"certificateName": "agent-01", "reason": "keyCompromise"}
+    assert {f["manager"] for f in obj["metadata"]["managedFields"] if "f:spec" in f.get("fieldsV1", {})} == \
+        {"certmint-cli"}
+
+    # The CRL from the ConfigMap, as a pod mounts it: openssl rejects the old certificate only.
+    crl = published_crl(kubectl, namespace, "agents-ca")
+    assert crl.get_revoked_certificate_by_serial_number(old_serial) is not None
+    crl_file = tmp_path / "ca.crl"
+    crl_file.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+
+    def verify(files: dict) -> subprocess.CompletedProcess:
+        return openssl("verify", "-CAfile", str(files["ca.crt"]), "-CRLfile", str(crl_file), "-crl_check",
+                       str(files["tls.crt"]), check=False)
+
+    rejected = verify(old)
+    assert rejected.returncode != 0 and b"certificate revoked" in rejected.stdout + rejected.stderr
+    assert verify(agent_02).returncode == 0
+
+    # Re-issued with a new serial (and a new key), which the same CRL accepts.
+    deadline = time.monotonic() + 60
+    while leaf_of(kubectl, namespace, "agent-01").serial_number == old_serial:
+        assert time.monotonic() < deadline, "agent-01 was not re-issued"
+        time.sleep(0.25)
+    assert verify(write_secret_files(kubectl, namespace, "agent-01", tmp_path / "new")).returncode == 0
+    # Run again, the command names the new revision: a new revocation, not the record made above.
+    again = certmint(cluster, "revoke", "agent-01", "-n", namespace, "--reason", "keyCompromise", "--dry-run",
+                     "-o", "json")
+    assert json.loads(again.stdout)["metadata"]["name"] == "agent-01-r2-keycompromise"
+
+
+def test_revoke_a_serial_of_a_cluster_issuer(cluster, kubectl, namespace, operator):
+    with_agents(kubectl, namespace)
+    name = f"agents-root-{secrets.token_hex(3)}"
+    # The ClusterIssuer's CA Secret: the namespaced CA's, in the cluster resource namespace.
+    data = secret_data(kubectl, namespace, "agents-ca")
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE},
+        "stringData": {k: v.decode() for k, v in data.items() if k in ("tls.crt", "tls.key", "ca.crt")}}))
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "certmint.io/v1", "kind": "ClusterIssuer", "metadata": {"name": name},
+        "spec": {"ca": {"secretName": name, "crl": {}}}}))
+    try:
+        serial = secrets.randbits(120) | 1 << 112
+        colons = ":".join(f"{serial:030x}"[i:i + 2] for i in range(0, 30, 2))  # as openssl x509 -text prints it
+        object_name = f"{name}-{serial:030x}-privilegewithdrawn"
+
+        # --dry-run prints the object and creates nothing.
+        dry = certmint(cluster, "revoke", "--issuer", f"ClusterIssuer/{name}", "--serial", colons, "-n", namespace,
+                       "--reason", "privilegeWithdrawn", "-o", "yaml", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert yaml.safe_load(dry.stdout) == {
+            "apiVersion": "certmint.io/v1", "kind": "CertificateRevocation",
+            "metadata": {"name": object_name, "namespace": namespace},
+            "spec": {"issuerRef": {"name": name, "kind": "ClusterIssuer"}, "serialNumber": hex_serial(serial),
+                     "reason": "privilegeWithdrawn"}}
+        assert kubectl("get", "certificaterevocation", "-n", namespace, object_name, check=False).returncode != 0
+
+        result = certmint(cluster, "revoke", "--issuer", f"clusterissuer/{name}", "--serial", colons, "-n",
+                          namespace, "--reason", "privilegeWithdrawn", "--wait")
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        lines = result.stdout.splitlines()
+        assert lines[0] == f"certificaterevocation.certmint.io/{object_name} created"
+        assert lines[2] == f"  serial {hex_serial(serial)}  ClusterIssuer {name}"
+        assert lines[3].endswith(f"ConfigMap {OPERATOR_NAMESPACE}/{name}-crl, key ca.crl; "
+                                 f"HTTP /crls/{name}.crl on the operator's metrics port"), lines[3]
+        crl = published_crl(kubectl, OPERATOR_NAMESPACE, name)
+        assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+        # The same command again (a retry) finds the revocation it made: one record, exit 0.
+        again = certmint(cluster, "revoke", "--issuer", f"ClusterIssuer/{name}", "--serial", hex_serial(serial),
+                         "-n", namespace, "--reason", "privilegeWithdrawn", "--wait", "-o", "json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["status"]["serials"][0]["serialNumber"] == hex_serial(serial)
+        listed = get_json(kubectl, "certificaterevocations", "-n", namespace)["items"]
+        assert [i["metadata"]["name"] for i in listed] == [object_name]
+        # The same name with another spec is refused rather than taken for it.
+        one_line_error(certmint(cluster, "revoke", "--issuer", f"ClusterIssuer/{name}", "--serial", "0A", "-n",
+                                namespace, "--name", object_name), 1, "already exists", "give --name")
+    finally:
+        kubectl("delete", "clusterissuer", name, "--wait=false", check=False)
+
+
+def test_revoke_all_valid(cluster, kubectl, namespace, operator):
+    with_agents(kubectl, namespace, "agent-05")
+    serials = [leaf_of(kubectl, namespace, "agent-05").serial_number]
+    assert certmint(cluster, "renew", "agent-05", "-n", namespace, "--wait").returncode == 0
+    serials.append(leaf_of(kubectl, namespace, "agent-05").serial_number)
+
+    result = certmint(cluster, "revoke", "agent-05", "--all-valid", "--reason", "affiliationChanged", "-n",
+                      namespace, "--wait", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    obj = json.loads(result.stdout)
+    assert obj["metadata"]["name"] == "agent-05-all-r2-affiliationchanged"
+    assert obj["spec"] == {"certificateName": "agent-05", "revisions": "AllValid", "reason": "affiliationChanged"}
+    assert sorted(s["serialNumber"] for s in obj["status"]["serials"]) == sorted(map(hex_serial, serials))
+    crl = published_crl(kubectl, namespace, "agents-ca")
+    assert all(crl.get_revoked_certificate_by_serial_number(s) is not None for s in serials)
+
+
+def test_revoke_errors_are_one_line(cluster, kubectl, namespace, operator):
+    with_agents(kubectl, namespace)
+    # No such Certificate: the revocation is made, and --wait reports the operator's reason.
+    err = one_line_error(certmint(cluster, "revoke", "agent-99", "-n", namespace, "--wait", "--timeout", "30s"), 1,
+                         "certificaterevocation.certmint.io/agent-99-unspecified is not in effect",
+                         "CertificateNotFound")
+    assert "agent-99" in err.split("CertificateNotFound", 1)[1]
+    # Without --wait, the object is made and the command says how to follow it.
+    made = certmint(cluster, "revoke", "agent-98", "-n", namespace)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == [
+        "certificaterevocation.certmint.io/agent-98-unspecified created",
+        "Revokes:  the current certificate of Certificate agent-98, reason unspecified",
+        f"Follow:   kubectl wait -n {namespace} --for=condition=Revoked certificaterevocations/agent-98-unspecified"]
+    # The CRD's CEL rules, as the API server words them (and a server dry run stores nothing).
+    for extra in ((), ("--dry-run=server",)):
+        one_line_error(certmint(cluster, "revoke", "--issuer", "agents-ca", "--serial", "5G3A09", "-n", namespace,
+                                *extra), 1, 'serialNumber "5G3A09" is not a serial number in hex')
+    one_line_error(certmint(cluster, "revoke", "--issuer", "agents-ca", "--serial", "00:00", "-n", namespace), 1,
+                   "serialNumber cannot be 0")
+    # Flag misuse is a usage error, before anything is sent.
+    one_line_error(kubectl_plugin(cluster, "revoke", "agent-01", "--issuer", "Issuer/agents-ca", "--serial", "0A",
+                                  "-n", namespace), 2, "not both")
+    one_line_error(certmint(cluster, "revoke", "--serial", "0A", "-n", namespace), 2, "go together")
+    one_line_error(certmint(cluster, "revoke", "x", "--reason", "stolen"), 2, "invalid choice: 'stolen'")
+    names = {i["metadata"]["name"] for i in get_json(kubectl, "certificaterevocations", "-n", namespace)["items"]}
+    assert names == {"agent-99-unspecified", "agent-98-unspecified"}
+
+
 # --- cleanup ------------------------------------------------------------------------------------
 
 
@@ -533,14 +747,17 @@ def test_completion_scripts(cluster, tmp_path):
 COMP_WORDS=(certmint list -o ""); COMP_CWORD=3; _certmint; echo "${{COMPREPLY[*]}}"
 COMP_WORDS=(kubectl-certmint ""); COMP_CWORD=1; _certmint; echo "${{COMPREPLY[*]}}"
 COMP_WORDS=(certmint check ""); COMP_CWORD=2; _certmint; echo "${{COMPREPLY[*]}}"
+COMP_WORDS=(kubectl-certmint revoke agent-01 --reason ""); COMP_CWORD=4; _certmint; echo "${{COMPREPLY[*]}}"
+COMP_WORDS=(certmint revoke --""); COMP_CWORD=2; _certmint; echo "${{COMPREPLY[*]}}"
 complete -p kubectl-certmint"""], capture_output=True, text=True, timeout=30, check=False)
     assert probe.returncode == 0, probe.stderr
     lines = probe.stdout.splitlines()
     assert lines[0] == "table wide json yaml"
-    commands = {"status", "list", "renew", "inspect", "verify", "cleanup", "check", "version", "completion"}
+    commands = {"status", "list", "renew", "inspect", "verify", "revoke", "cleanup", "check", "version",
+                "completion"}
     assert commands <= set(lines[1].split())
-    assert "revoke" not in lines[1].split()
     assert lines[2].split()[0] == "api"
+    assert "keyCompromise" in lines[3].split() and "--all-valid" in lines[4].split()
     assert "bashcompinit" in certmint(cluster, "completion", "zsh").stdout
     fish = certmint(cluster, "completion", "fish").stdout
     assert "complete -c kubectl-certmint" in fish and "-l expiring" in fish
