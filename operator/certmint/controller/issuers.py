@@ -43,8 +43,11 @@ def compute_state(ctx: Context, key: ObjectKey, obj: dict, now: dt.datetime) -> 
         state = issuer_state(spec, secret, now, secret_namespace(ctx, key) if spec.ca_secret_name else None)
     ready = st.find_condition(obj.get("status") or {}, st.READY) or {}
     if state.ready:
-        since = st.parse_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else now
-        state = dataclasses.replace(state, ready_since=since or now)
+        # Whole seconds, as the status records it (and lastFailureTime too): a failure in the same
+        # second as the issuer became Ready must not count as before it, or the back-off is reset
+        # and the certificate retried at once.
+        since = st.parse_time(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None
+        state = dataclasses.replace(state, ready_since=since or now.replace(microsecond=0))
     return state
 
 
