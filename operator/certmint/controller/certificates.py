@@ -106,8 +106,9 @@ class Reconcile:
         try:
             if issuer.external:
                 ref = self.parsed.issuer_ref
-                issued = self.c.step.issue(issuer_key(ref.kind, self.namespace, ref.name), self.parsed, secret,
-                                           self.now)
+                issued = self.c.step.issue(issuer_key(ref.kind, self.namespace, ref.name), self.parsed,
+                                           None if trigger.reason == REVOKED else secret, self.now,
+                                           new_key=self.c.keys.new_key)
             else:
                 # A revoked certificate's key may be compromised: never reuse it, whatever the rotationPolicy.
                 previous = None if trigger.reason == REVOKED else secret

@@ -21,11 +21,11 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from certmint.external.stepca import Provisioner, StepCAClient, StepCAClients, StepCAError
-from certmint.issuance import BACKDATE, IssuanceError, Issued
+from certmint.issuance import BACKDATE, IssuanceError, Issued, reusable_key
 from certmint.model.certificate import CertificateSpec
 from certmint.model.issuer import StepSpec
 from certmint.pki import (
@@ -34,11 +34,10 @@ from certmint.pki import (
     certificates_pem,
     encode_private_key,
     generate_key,
-    key_matches_spec,
-    load_private_key,
 )
 from certmint.pki.keys import PrivateKey
-from certmint.policy.types import TLS_KEY, IssuerState, SecretState
+from certmint.pki.types import KeySpec
+from certmint.policy.types import IssuerState, SecretState
 
 __all__ = ["READY", "StepIssuers", "StepSigner"]
 
@@ -52,7 +51,8 @@ class StepSigner:
     client: StepCAClient
     provisioner: Provisioner
 
-    def issue(self, spec: CertificateSpec, previous: SecretState | None, now: dt.datetime) -> Issued:
+    def issue(self, spec: CertificateSpec, previous: SecretState | None, now: dt.datetime,
+              new_key: Callable[[KeySpec], PrivateKey] = generate_key) -> Issued:
         """A new certificate for spec, signed by the CA: the key is made here (or reused under
         rotationPolicy Never), a CSR goes to the CA, the verified chain comes back.
 
@@ -60,7 +60,7 @@ class StepSigner:
         duration, both sent explicitly, so the lifetime is exactly spec.duration (step-ca
         backdates only when notBefore is left to it). Raises IssuanceError with the CA's reason
         (Refused with its own message for a forbidden SAN or a duration over its maximum)."""
-        key = _reusable_key(spec, previous) or generate_key(spec.template.key)
+        key = reusable_key(spec, previous) or new_key(spec.template.key)
         try:
             csr = build_csr(spec.template, key)
         except PKIError as e:
@@ -145,11 +145,11 @@ class StepIssuers:
         return held[1]
 
     def issue(self, key: Hashable, spec: CertificateSpec, previous: SecretState | None, now: dt.datetime,
-              step: StepSpec | None = None) -> Issued:
+              step: StepSpec | None = None, new_key: Callable[[KeySpec], PrivateKey] = generate_key) -> Issued:
         signer = self.signer(key, step)
         if signer is None:
             raise IssuanceError("IssuerNotReady", "the step issuer has not passed its Ready check")
-        return signer.issue(spec, previous, now)
+        return signer.issue(spec, previous, now, new_key)
 
     def forget(self, key: Hashable) -> None:
         """The issuer is gone: drop its signer, and close the clients no remaining issuer uses."""
@@ -164,14 +164,3 @@ class StepIssuers:
         with self._lock:
             self._signers.pop(key, None)
         return IssuerState(False, reason, message)
-
-
-def _reusable_key(spec: CertificateSpec, previous: SecretState | None) -> PrivateKey | None:
-    """The previous Secret's key under rotationPolicy Never, when it still fits the spec."""
-    if spec.rotation_policy != "Never" or previous is None or not previous.data.get(TLS_KEY):
-        return None
-    try:
-        key = load_private_key(previous.data[TLS_KEY])
-    except PKIError:
-        return None
-    return key if key_matches_spec(key, spec.template.key) else None

@@ -89,7 +89,7 @@ def issue_certificate(spec: CertificateSpec, issuer: IssuerState, previous: Secr
         violations = check_name_constraints(signer, spec.template)
         if violations:
             raise IssuanceError("NameConstraintsViolation", "; ".join(violations))
-    key = _reusable_key(spec, previous) or new_key(spec.template.key)
+    key = reusable_key(spec, previous) or new_key(spec.template.key)
     try:
         # A CA issuer's CRL and AIA URLs travel with its signer; a self-signed issuer's with its state.
         result = issue(spec.template, key, signer, now, backdate=BACKDATE,
@@ -101,7 +101,8 @@ def issue_certificate(spec: CertificateSpec, issuer: IssuerState, previous: Secr
                   result.certificate, result.clamped)
 
 
-def _reusable_key(spec: CertificateSpec, previous: SecretState | None) -> PrivateKey | None:
+def reusable_key(spec: CertificateSpec, previous: SecretState | None) -> PrivateKey | None:
+    """The previous Secret's key under rotationPolicy Never, when it still fits the spec."""
     if spec.rotation_policy != "Never" or previous is None or not previous.data.get(TLS_KEY):
         return None
     try:

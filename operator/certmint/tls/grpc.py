@@ -145,7 +145,36 @@ class _MultiCallable:
         return self._target().future(*args, **kwargs)
 
 
-class ReloadingChannel(grpc.Channel):  # type: ignore[misc]
+class _MultiCallables:
+    """The four ways a channel makes calls, each a _MultiCallable that takes the channel of the
+    current credentials at call time; shared by the sync and asyncio channels."""
+
+    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                    _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "unary_unary", method, {"request_serializer": request_serializer,
+                                                            "response_deserializer": response_deserializer,
+                                                            "_registered_method": _registered_method})
+
+    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                     _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "unary_stream", method, {"request_serializer": request_serializer,
+                                                             "response_deserializer": response_deserializer,
+                                                             "_registered_method": _registered_method})
+
+    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                     _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "stream_unary", method, {"request_serializer": request_serializer,
+                                                             "response_deserializer": response_deserializer,
+                                                             "_registered_method": _registered_method})
+
+    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                      _registered_method: bool = False) -> Any:
+        return _MultiCallable(self, "stream_stream", method, {"request_serializer": request_serializer,
+                                                              "response_deserializer": response_deserializer,
+                                                              "_registered_method": _registered_method})
+
+
+class ReloadingChannel(_MultiCallables, grpc.Channel):  # type: ignore[misc]
     """A secure channel whose client certificate and anchors follow the files (see the module doc)."""
 
     def __init__(self, target: str, mtls: MTLS, *, options: Sequence[tuple[str, Any]] = (),
@@ -195,29 +224,6 @@ class ReloadingChannel(grpc.Channel):  # type: ignore[misc]
         if self._channel is not None:
             self._channel.unsubscribe(callback)
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "unary_unary", method, {"request_serializer": request_serializer,
-                                                            "response_deserializer": response_deserializer,
-                                                            "_registered_method": _registered_method})
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "unary_stream", method, {"request_serializer": request_serializer,
-                                                             "response_deserializer": response_deserializer,
-                                                             "_registered_method": _registered_method})
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "stream_unary", method, {"request_serializer": request_serializer,
-                                                             "response_deserializer": response_deserializer,
-                                                             "_registered_method": _registered_method})
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "stream_stream", method, {"request_serializer": request_serializer,
-                                                              "response_deserializer": response_deserializer,
-                                                              "_registered_method": _registered_method})
 
     def close(self) -> None:
         with self._lock:
@@ -293,7 +299,7 @@ class AioPeerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                                 stream_stream=streaming_response(handler.stream_stream))
 
 
-class AioReloadingChannel:
+class AioReloadingChannel(_MultiCallables):
     """A grpc.aio channel whose client certificate and anchors follow the files: a new underlying
     channel per generation; the previous one is closed with a grace of retire_after seconds, so
     the RPCs running on it finish first. Use it where a grpc.aio.Channel is expected (stubs take it)."""
@@ -319,29 +325,6 @@ class AioReloadingChannel:
                 task.add_done_callback(self._closing.discard)
         return self._channel
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "unary_unary", method, {"request_serializer": request_serializer,
-                                                            "response_deserializer": response_deserializer,
-                                                            "_registered_method": _registered_method})
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "unary_stream", method, {"request_serializer": request_serializer,
-                                                             "response_deserializer": response_deserializer,
-                                                             "_registered_method": _registered_method})
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "stream_unary", method, {"request_serializer": request_serializer,
-                                                             "response_deserializer": response_deserializer,
-                                                             "_registered_method": _registered_method})
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool = False) -> Any:
-        return _MultiCallable(self, "stream_stream", method, {"request_serializer": request_serializer,
-                                                              "response_deserializer": response_deserializer,
-                                                              "_registered_method": _registered_method})
 
     async def channel_ready(self) -> None:
         await self.current().channel_ready()
