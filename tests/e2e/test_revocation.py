@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import os
 import select
 import socket
 import ssl
@@ -263,7 +264,9 @@ def openssl_server_handshake(server: dict, crl: Path, client_crt: Path, client_k
         while b"ACCEPT" not in ready:
             assert time.monotonic() < deadline and server_proc.poll() is None, f"s_server did not start: {ready!r}"
             if select.select([server_proc.stdout], [], [], 0.5)[0]:
-                ready += server_proc.stdout.readline()
+                # os.read, not readline: a buffered readline can swallow ACCEPT into Python's buffer,
+                # where select no longer sees it
+                ready += os.read(server_proc.stdout.fileno(), 4096)
         client = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "controller.netstress.test",
              "-CAfile", str(server["ca.crt"]), "-cert", str(client_crt), "-key", str(client_key),

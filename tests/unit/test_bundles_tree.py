@@ -4,6 +4,8 @@ roots are in use, and when a certificate under a rotated CA gets its turn."""
 from __future__ import annotations
 
 import datetime as dt
+
+import pytest
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +30,14 @@ from certmint.trust.anchors import TrackedCA, to_status
 CRNS = "certmint"
 APP = "app"
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _now():
+    """NOW is taken when each test starts: the CAs the tests make are valid from a few minutes
+    before their own creation, and a NOW from collection time may be long before that."""
+    global NOW
+    NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
 @dataclass

@@ -33,6 +33,14 @@ from certmint.trust.anchors import (
 )
 
 NOW = dt.datetime.now(dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _now():
+    """NOW is taken when each test starts: the CAs the tests make are valid from a few minutes
+    before their own creation, and a NOW from collection time may be long before that."""
+    global NOW
+    NOW = dt.datetime.now(dt.timezone.utc)
 TARGET = TargetSpec("ca.crt")
 
 
