@@ -8,7 +8,9 @@ event costs nothing but one more pass.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import gc
 import logging
 import os
 import threading
@@ -65,6 +67,7 @@ RECONCILERS: dict[str, Callable[[Context, ObjectKey], Result]] = {
 RESYNC = "Resync"  # queue key ("Resync", kind, namespace or ""): list one scope again, forget what is gone
 RELIST_SETTLE = 2.0  # seconds after a relist is noticed before the scope is listed again (debounce)
 PROBE_INTERVAL = 0.5  # seconds between /readyz probes while the API server is unavailable
+TRIM_PERIOD = 30.0  # seconds between returns of freed heap to the system
 
 
 class Controller:
@@ -98,6 +101,7 @@ class Controller:
         self._lock = threading.Lock()
         self._parked: set[tuple] = set()  # keys that failed because the API server was unavailable
         self._probing = False
+        self._stopping = threading.Event()
         self.started = threading.Event()  # store filled: ready to serve, as leader or standby
         self.leading = threading.Event()  # workers running
         self.elector: LeaderElector | None = None
@@ -118,6 +122,8 @@ class Controller:
             raise RuntimeError("could not list Namespaces and Bundle targets within 120 s")
         for kind, namespace in self._scopes():
             self._resync(kind, namespace)
+        release_free_memory()
+        threading.Thread(target=_trim_now_and_then, args=(self._stopping,), name="memory-trim", daemon=True).start()
         self.started.set()
         log.info("store filled: %d Secrets of ours, %d Certificates and issuers",
                  len(self.secrets), len(self.objects))
@@ -158,6 +164,7 @@ class Controller:
 
     def stop(self) -> None:
         """Finish the reconciles in flight, then hand over the lease: no two leaders write at once."""
+        self._stopping.set()
         self.queue.close()
         for t in self._workers:
             t.join(timeout=10)
@@ -193,6 +200,7 @@ class Controller:
     def _reconcile(self, key: tuple) -> Result:
         if key[0] == RESYNC:
             self._resync(key[1], key[2])
+            release_free_memory()
             return Result(requeue_at=self.ctx.now() + self.options.resync_period)
         return RECONCILERS[key[0]](self.ctx, key)
 
@@ -338,3 +346,24 @@ class Controller:
         name = ((new or old) or {}).get("labels", {}).get(BUNDLE_LABEL)
         if name and not own and self.started.is_set():
             self.queue.add(("Bundle", "", name))
+
+
+def release_free_memory(collect: bool = True) -> None:
+    """Hand the memory freed after a burst (a listing of thousands of objects) back to the system.
+
+    CPython frees the parsed objects, but glibc keeps the freed heap for reuse, so the process
+    would keep its start-up peak for good; malloc_trim returns what is free (ctypes releases
+    the GIL around it)."""
+    if collect:
+        gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def _trim_now_and_then(stop: threading.Event, period: float = TRIM_PERIOD) -> None:
+    """kopf's listings (at start, and after a watch is restarted) leave freed heap behind too,
+    at moments certmint does not see; trimming now and then returns it."""
+    while not stop.wait(period):
+        release_free_memory(collect=False)

@@ -47,9 +47,11 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
         settings.scanning.disabled = True  # no CRD/namespace discovery watches: fixed resources only
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        # kopf starts a short-lived task per object with events; with thousands listed at start,
-        # letting each go as soon as it is idle keeps that burst small.
-        settings.queueing.idle_timeout = 0.5
+        # kopf starts a task per object with events, holding its raw event (managedFields and all)
+        # until handled. At start it lists every object: a bounded number of tasks, each leaving as
+        # soon as it is idle, makes the listing wait for them instead of holding thousands at once.
+        settings.queueing.worker_limit = 200
+        settings.queueing.idle_timeout = 0.02
         serve(controller.metrics, options.metrics_port, controller.started.is_set, options.metrics_host,
               crls=controller.served_crl)
         await asyncio.to_thread(controller.start)
