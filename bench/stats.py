@@ -204,6 +204,11 @@ def api_cost(delta: Mapping[tuple[str, str], float], issued: int, applied_by_cli
 # --- /proc ---------------------------------------------------------------------------------------
 
 
+def parent_pid(stat_text: str) -> int:
+    """The parent's PID from a /proc/PID/stat line (field 4)."""
+    return int(stat_text.rsplit(")", 1)[1].split()[1])
+
+
 def cpu_ticks(stat_text: str) -> int:
     """utime + stime from a /proc/PID/stat line (fields 14 and 15; the name may hold spaces)."""
     fields = stat_text.rsplit(")", 1)[1].split()

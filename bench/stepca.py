@@ -12,7 +12,6 @@ with, so "certmint / CLI" says whether certmint's client is ever the slower side
 from __future__ import annotations
 
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the step-ca fixture lives with the tests
 import stepca as fixture  # noqa: E402
 
+from bench.kube import cpu_seconds  # noqa: E402
 from bench.report import Row  # noqa: E402
 
 N = 200
@@ -45,15 +45,9 @@ def _name(i: int, who: str) -> str:
     return f"{who}-{i}.example.test"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc: what the CA itself spent on a window."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _ca_figures(ca: fixture.StepCA, n: int, cpu_before: float) -> dict[str, Any]:
     assert ca.process is not None
-    cpu = _cpu_seconds(ca.process.pid) - cpu_before
+    cpu = cpu_seconds(ca.process.pid) - cpu_before
     return {"ca_cpu_seconds": round(cpu, 3), "ca_cpu_ms_per_certificate": round(1000 * cpu / n, 2)}
 
 
@@ -69,7 +63,7 @@ def certmint_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY
         return client.sign(provisioner, csr, not_after=DURATION).leaf.serial_number
 
     assert ca.process is not None
-    cpu_before = _cpu_seconds(ca.process.pid)
+    cpu_before = cpu_seconds(ca.process.pid)
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         serials = list(pool.map(one, range(n)))
@@ -98,7 +92,7 @@ def cli_rate(ca: fixture.StepCA, n: int = N, concurrency: int = CONCURRENCY) -> 
                 "--token", tokens[i], "--kty", "EC", "--curve", "P-256", "--not-after", "24h", "--force", *common)
 
     assert ca.process is not None
-    cpu_before = _cpu_seconds(ca.process.pid)
+    cpu_before = cpu_seconds(ca.process.pid)
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(certificate, range(n)))
