@@ -142,7 +142,8 @@ class Controller:
             + [("ClusterIssuer", ""), ("Bundle", "")]
 
     def _start_workers(self) -> None:
-        for key in self.objects.keys():  # every object once: metrics and timers are rebuilt from it
+        # every object once: metrics and timers are rebuilt from it (CRL ConfigMaps are read, not reconciled)
+        for key in self.objects.keys(lambda k: k[0] in RECONCILERS):
             self.queue.add(key)
         assert self.ctx.trust is not None
         for name in self.ctx.trust.bundle_names():  # targets of a Bundle deleted while we were down
