@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any, Callable, Iterator
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,9 @@ class Api:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            # the stream broke (an API server restart, a dropped connection): an ordinary API failure
+            raise ApiError(0, type(e).__name__, str(e)) from None
         finally:
             response.release_conn()
 
