@@ -23,6 +23,31 @@ import localcluster
 T = TypeVar("T")
 
 
+# Seed 001's alert rules, verbatim: they use cert_manager_..., which only the recording rule provides.
+SEED_001_RULES = """\
+groups:
+  - name: virtrigaud.certificates
+    rules:
+      - alert: CertificateExpiringSoon
+        expr: (cert_manager_certificate_expiration_timestamp_seconds - time()) / 86400 < 30
+        for: 1h
+        labels:
+          severity: warning
+        annotations:
+          summary: "Certificate expiring soon"
+          description: "Certificate {{ $labels.name }} expires in less than 30 days"
+
+      - alert: CertificateExpired
+        expr: cert_manager_certificate_expiration_timestamp_seconds < time()
+        for: 0m
+        labels:
+          severity: critical
+        annotations:
+          summary: "Certificate expired"
+          description: "Certificate {{ $labels.name }} has expired"
+"""
+
+
 class PrometheusError(AssertionError):
     pass
 

@@ -20,36 +20,12 @@ import yaml
 from cryptography import x509
 
 from conftest import apply, secret_data
-from prometheus_server import Prometheus, for_durations, wait_until
+from prometheus_server import SEED_001_RULES, Prometheus, for_durations, wait_until
 
 RULES = Path(__file__).resolve().parents[2] / "docs" / "prometheus" / "alert-rules.yaml"
 RECORDED = "cert_manager_certificate_expiration_timestamp_seconds"
 EXPORTED = "certmanager_certificate_expiration_timestamp_seconds"
 TIMEOUT = 30
-
-# Seed 001's rule group as its users wrote it.
-SEED_RULES = """
-groups:
-  - name: virtrigaud.certificates
-    rules:
-      - alert: CertificateExpiringSoon
-        expr: (cert_manager_certificate_expiration_timestamp_seconds - time()) / 86400 < 30
-        for: 1h
-        labels:
-          severity: warning
-        annotations:
-          summary: "Certificate expiring soon"
-          description: "Certificate {{ $labels.name }} expires in less than 30 days"
-
-      - alert: CertificateExpired
-        expr: cert_manager_certificate_expiration_timestamp_seconds < time()
-        for: 0m
-        labels:
-          severity: critical
-        annotations:
-          summary: "Certificate expired"
-          description: "Certificate {{ $labels.name }} has expired"
-"""
 
 MANIFEST = """
 apiVersion: certmint.io/v1
@@ -94,7 +70,7 @@ def prometheus(operator, namespace, tmp_path_factory):
     shipped = yaml.safe_load(RULES.read_text())
     recording = {"groups": [g for g in shipped["groups"] if any("record" in r for r in g["rules"])]}
     assert recording["groups"], f"no recording rule in {RULES.name}"
-    seed = for_durations(yaml.safe_load(SEED_RULES), "0s")
+    seed = for_durations(yaml.safe_load(SEED_001_RULES), "0s")
     target = operator.metrics_url.removeprefix("http://")
     scrape = [{"job_name": "certmint", "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}]
     with Prometheus(tmp_path_factory.mktemp("prometheus-recording"), scrape, [recording, seed]) as prom:

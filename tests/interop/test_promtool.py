@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from certmint.metrics import CertificateSeries, Metrics
+from prometheus_server import SEED_001_RULES
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "docs" / "prometheus"
@@ -176,30 +177,6 @@ def test_the_rules_use_only_metrics_the_operator_exports():
         assert used, f"{alert}: no metric found in {expr!r}"
         assert used <= exported, f"{alert} uses metrics certmint does not export: {sorted(used - exported)}"
 
-
-# Seed 001's alert rules, verbatim: they use cert_manager_..., which only the recording rule provides.
-SEED_001_RULES = """\
-groups:
-  - name: virtrigaud.certificates
-    rules:
-      - alert: CertificateExpiringSoon
-        expr: (cert_manager_certificate_expiration_timestamp_seconds - time()) / 86400 < 30
-        for: 1h
-        labels:
-          severity: warning
-        annotations:
-          summary: "Certificate expiring soon"
-          description: "Certificate {{ $labels.name }} expires in less than 30 days"
-
-      - alert: CertificateExpired
-        expr: cert_manager_certificate_expiration_timestamp_seconds < time()
-        for: 0m
-        labels:
-          severity: critical
-        annotations:
-          summary: "Certificate expired"
-          description: "Certificate {{ $labels.name }} has expired"
-"""
 
 SEED_001_TESTS = """\
 rule_files: [recording.yaml, seed.yaml]
