@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from certmint.tls.aiohttp import MTLSClient
 from certmint.tls.testing import SecretVolume
 from certmint.tls.uvicorn import server as uvicorn_server
 from conftest import apply, secret_data, wait_ready
+from tls_peers import listener
 
 CLIENT_ID = "spiffe://cluster.local/ns/payments/sa/checkout"
 
@@ -91,17 +91,6 @@ spec:
 async def whoami(request: Request) -> JSONResponse:
     peer = request.scope["extensions"]["certmint.peer"]
     return JSONResponse({"spiffe_id": peer.spiffe_id, "serial": peer.serial})
-
-
-def listener() -> socket.socket:
-    """A listening socket on an ephemeral 127.0.0.1 port. Made with proto=IPPROTO_TCP: asyncio sets
-    TCP_NODELAY only on sockets that say they are TCP, and socket.create_server's say proto 0, which
-    leaves Nagle's algorithm on and costs every response a 40 ms delayed ACK."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
 
 
 @contextlib.contextmanager

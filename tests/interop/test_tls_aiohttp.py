@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -17,22 +16,12 @@ from aiohttp import web
 from certmint.tls import MTLS, PeerNotAllowed
 from certmint.tls.aiohttp import MTLSClient, mtls_request, peer, server_context
 from certmint.tls.testing import Renewals, Traffic
+from tls_peers import listener, whoami_request
 
 
 async def whoami(request: web.Request) -> web.Response:
     who = peer(request)
     return web.json_response({"serial": who.serial, "spiffe_id": who.spiffe_id})
-
-
-def listener() -> socket.socket:
-    """A listening socket on an ephemeral 127.0.0.1 port. Made with proto=IPPROTO_TCP: asyncio sets
-    TCP_NODELAY only on sockets that say they are TCP, and socket.create_server's say proto 0, which
-    leaves Nagle's algorithm on and costs every response a 40 ms delayed ACK."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
 
 
 @contextlib.contextmanager
@@ -58,22 +47,6 @@ def serving(mtls: MTLS, **kwargs) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-def server_serial(response: aiohttp.ClientResponse) -> str:
-    """The serial of the certificate the server presented on this response's connection. aiohttp
-    hands a connection back to its pool as soon as a short body has arrived (response.connection is
-    then None); the response's protocol object still holds the transport."""
-    transport = response.connection.transport if response.connection else response._protocol.transport
-    return transport.get_extra_info("ssl_object").getpeercert()["serialNumber"]
-
-
-async def whoami_request(client: MTLSClient, url: str) -> tuple[str, str]:
-    async with client.get(url + "/whoami") as response:
-        serial = server_serial(response)
-        response.raise_for_status()
-        body = await response.json()
-    return body["serial"], serial
 
 
 def test_renewals_under_load_drop_no_request(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from certmint.tls import MTLS
 from certmint.tls.aiohttp import MTLSClient
 from certmint.tls.testing import Renewals, Traffic
 from certmint.tls.uvicorn import server as uvicorn_server
+from tls_peers import listener, whoami_request
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -34,17 +34,6 @@ async def whoami(request: Request) -> JSONResponse:
 
 
 APP = Starlette(routes=[Route("/whoami", whoami)])
-
-
-def listener() -> socket.socket:
-    """A listening socket on an ephemeral 127.0.0.1 port. Made with proto=IPPROTO_TCP: asyncio sets
-    TCP_NODELAY only on sockets that say they are TCP, and socket.create_server's say proto 0, which
-    leaves Nagle's algorithm on and costs every response a 40 ms delayed ACK."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
 
 
 @contextlib.contextmanager
@@ -64,22 +53,6 @@ def serving(mtls: MTLS, **kwargs) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
-
-
-def server_serial(response: aiohttp.ClientResponse) -> str:
-    """The serial of the certificate the server presented on this response's connection. aiohttp
-    hands a connection back to its pool as soon as a short body has arrived (response.connection is
-    then None); the response's protocol object still holds the transport."""
-    transport = response.connection.transport if response.connection else response._protocol.transport
-    return transport.get_extra_info("ssl_object").getpeercert()["serialNumber"]
-
-
-async def whoami_request(client: MTLSClient, url: str) -> tuple[str, str]:
-    async with client.get(url + "/whoami") as response:
-        serial = server_serial(response)
-        response.raise_for_status()
-        body = await response.json()
-    return body["serial"], serial
 
 
 def test_renewals_under_load_drop_no_request(tmp_path):
