@@ -68,9 +68,15 @@ def bundle_source_key(issuer: ObjectKey) -> tuple[str, str, str, str]:
     return ("BundleSource", *issuer)
 
 
+def kind_key(kind: str) -> tuple[str, str]:
+    return ("Kind", kind)
+
+
 def index_by_reference(cluster_resource_namespace: str) -> Callable[[tuple[str, ...], object], Iterable[tuple]]:
     """The store's index: a Certificate is filed under the issuer it references, and a CA issuer
-    under its CA Secret, so a change of either wakes exactly the objects that depend on it."""
+    under its CA Secret, so a change of either wakes exactly the objects that depend on it.
+    Issuers and revocations, which are few, are also filed under their kind (kind_key), so they
+    are found without a scan of the Certificates."""
     def filed(key: tuple[str, ...], obj: object) -> Iterable[tuple]:
         if not isinstance(obj, dict):
             return ()
@@ -83,7 +89,10 @@ def index_by_reference(cluster_resource_namespace: str) -> Callable[[tuple[str, 
             ca = spec.get("ca") or {}
             if isinstance(ca, dict) and ca.get("secretName"):
                 namespace = key[1] if key[0] == "Issuer" else cluster_resource_namespace
-                return (ca_secret_key(namespace, ca["secretName"]),)
+                return (kind_key(key[0]), ca_secret_key(namespace, ca["secretName"]))
+            return (kind_key(key[0]),)
+        elif key[0] == REVOCATION:
+            return (kind_key(REVOCATION),)
         elif key[0] == BUNDLE:  # a Bundle under each issuer it follows (Issuers: in the trust namespace)
             refs = [s.get("issuerRef") for s in spec.get("sources") or [] if isinstance(s, dict)]
             return tuple(bundle_source_key(issuer_key(r.get("kind") or "ClusterIssuer", cluster_resource_namespace,
@@ -147,7 +156,8 @@ class RevocationCaches:
             if self._built == self._version:
                 return self._revocations
             version = self._version
-        found = tuple(r for k, obj in objects.items() if k[0] == REVOCATION and (r := revocation_of(obj)) is not None)
+        held = (objects.get(k) for k in objects.indexed(kind_key(REVOCATION)))
+        found = tuple(r for obj in held if obj is not None and (r := revocation_of(obj)) is not None)
         by_issuer: dict[IssuerKey, dict[int, str]] = {}
         for r in found:
             for covered in r.coverage.serials:
@@ -252,6 +262,11 @@ class Context:
         slimmed = slim({**obj, "kind": kind})
         self.objects.upsert(object_key(slimmed), resource_version(slimmed), slimmed, only_if_present=True)
         return slimmed
+
+    def of_kind(self, kind: str) -> list[tuple[ObjectKey, dict]]:
+        """The objects of a kind the index files by kind (issuers, revocations), with their keys."""
+        found = ((cast(ObjectKey, k), self.objects.get(k)) for k in self.objects.indexed(kind_key(kind)))
+        return [(k, obj) for k, obj in found if obj is not None]
 
     def certificates_of(self, issuer: ObjectKey) -> tuple[ObjectKey, ...]:
         return tuple(cast(ObjectKey, k) for k in self.objects.indexed(issuer))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import cast
 
 from certmint.controller import status as st
 from certmint.controller.context import (
     CONFIGMAP,
+    ISSUER_KINDS,
     REVOCATION,
     Context,
     ObjectKey,
@@ -74,9 +74,9 @@ def reconcile_certificate_revocation(ctx: Context, key: ObjectKey) -> Result:
 
 
 def crl_issuers(ctx: Context) -> tuple[ObjectKey, ...]:
-    """The issuers that publish a CRL (few: a scan of the issuers is cheap)."""
-    return tuple(cast(ObjectKey, k) for k, obj in ctx.objects.items()
-                 if k[0] in ("Issuer", "ClusterIssuer") and ((obj.get("spec") or {}).get("ca") or {}).get("crl"))
+    """The issuers that publish a CRL."""
+    return tuple(k for kind in ISSUER_KINDS for k, obj in ctx.of_kind(kind)
+                 if ((obj.get("spec") or {}).get("ca") or {}).get("crl"))
 
 
 def _issuer_crl(ctx: Context, issuer: IssuerKey) -> IssuerCRL | None:
@@ -151,8 +151,8 @@ def with_crl_status(status: dict, outcome: CRLOutcome | None, generation: int, n
 
 def revocations_waiting(ctx: Context) -> tuple[ObjectKey, ...]:
     """Revocations not yet Revoked: after a CRL is published, they see whether it lists them."""
-    return tuple(cast(ObjectKey, k) for k, obj in ctx.objects.items() if k[0] == REVOCATION
-                 and (st.find_condition(obj.get("status") or {}, REVOKED) or {}).get("status") != "True")
+    return tuple(k for k, obj in ctx.of_kind(REVOCATION)
+                 if (st.find_condition(obj.get("status") or {}, REVOKED) or {}).get("status") != "True")
 
 
 def remember_configmap(ctx: Context, obj: dict) -> bool:
