@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import crl, recovery, report, stats, stepca
+from bench import crl, recovery, report, scale, stats, stepca
 from bench.kube import REPO, BenchError, progress
 from bench.scenarios import ALIASES, SCENARIOS, Config
 
@@ -23,6 +23,8 @@ SCENARIOS["crl"] = crl.scenario  # pure CPU, no cluster; runs only with --only c
 report.ROWS.extend(crl.ROWS)
 SCENARIOS["recovery"] = recovery.scenario  # kills and freezes its control plane; runs only with --only recovery
 report.ROWS.extend(recovery.ROWS)
+SCENARIOS["scale"] = scale.scenario  # 1,000 -> 50,000 certificates on one control plane; runs only with --only scale
+report.ROWS.extend(scale.ROWS)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ORDER = ("throughput", "memory", "storm")  # soak only when asked: it takes an hour
@@ -44,7 +46,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="results file (default bench/results.json; quick: bench/results-quick.json)")
     p.add_argument("--no-history", action="store_true", help="do not append a row to bench/README.md")
     p.add_argument("--keep", action="store_true", help="keep the work directory (control-plane data, operator logs)")
+    p.add_argument("--scale-sizes", type=_sizes, default=None, metavar="N,N,...",
+                   help="certificate counts of --only scale (default "
+                        f"{','.join(str(n) for n in scale.DEFAULT_SIZES)}; other sizes leave bench/README.md and "
+                        "bench/scale.png alone: the plot goes to the work directory)")
     return p.parse_args(argv)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return scale.parse_sizes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def selected(args: argparse.Namespace) -> list[str]:
@@ -103,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["runs"] = args.runs
     if args.soak_minutes is not None:
         overrides["soak_minutes"] = args.soak_minutes
+    if args.scale_sizes is not None:
+        overrides["scale_sizes"] = args.scale_sizes
     if args.profile:
         overrides["profile_dir"] = HERE / "profiles" / time.strftime("%Y%m%d-%H%M%S")
     cfg = Config.quick(**overrides) if args.quick else Config(**overrides)
@@ -158,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start {results['load_average']['start'][0]:.2f}, at end "
           f"{results['load_average']['end'][0]:.2f}")
     print(report.table(results))
+    if "scale" in results["scenarios"]:
+        print()
+        print(scale.summary(results["scenarios"]["scale"]))
     for name, error in results["errors"].items():
         print(f"{name}: FAILED: {error}")
 
@@ -176,4 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             text = readme.read_text() if readme.exists() else ""
             readme.write_text(report.append_history(text, report.history_row(results)))
             print(f"history row appended to {readme}")
+            if "scale" in results["scenarios"] and cfg.scale_sizes == scale.DEFAULT_SIZES:
+                readme.write_text(scale.rewrite_section(readme.read_text(), scale.readme_block(results)))
+                print(f"scale table written to {readme}")
     return 1 if results["errors"] else 0

@@ -40,11 +40,13 @@ class Config:
     soak_interval: float = 30.0
     api_concurrency: int = 16
     profile_dir: Path | None = None
+    scale_sizes: tuple[int, ...] = (1000, 10_000, 50_000)  # --only scale
 
     @classmethod
     def quick(cls, **overrides) -> "Config":
         base = dict(runs=2, ecdsa_n=100, rsa_n=20, memory_small_n=100, memory_large_n=500,
-                    foreign_secrets=2000, storm_n=100, soak_n=50, soak_minutes=3.0, soak_interval=10.0)
+                    foreign_secrets=2000, storm_n=100, soak_n=50, soak_minutes=3.0, soak_interval=10.0,
+                    scale_sizes=(100, 500))
         base.update(overrides)
         return cls(**base)
 

@@ -233,3 +233,107 @@ def test_recovery_outcome_from_the_timestamps_of_a_run():
     etcd = lines["recovery: etcd frozen 15 s mid-issuance, thaw -> all Ready (s)"]
     assert apiserver[-4:] == ["2.5", "<=", "5", "ok"], apiserver
     assert etcd[-1] == "MISSED", etcd  # 9 s after the thaw misses the 5 s target
+
+
+def test_scale_slopes_per_certificate_and_where_they_stop_being_linear():
+    from bench import scale
+
+    # 100 MB at 1,000, 145 at 10,000 (5 KB/cert), 345 at 50,000 (5 KB/cert): linear
+    linear = scale.slopes({1000: 100.0, 10_000: 145.0, 50_000: 345.0}, factor=1000)
+    assert [(s["from"], s["to"]) for s in linear] == [(1000, 10_000), (10_000, 50_000)]
+    assert [s["per_certificate"] for s in linear] == [pytest.approx(5.0), pytest.approx(5.0)]
+    assert not any(s["nonlinear"] for s in linear)
+    # seconds: 1 ms/cert, then 2 ms/cert: twice the previous slope, more than 1.5x
+    bent = scale.slopes({50_000: 90.0, 1000: 1.0, 10_000: 10.0}, factor=1000)  # any order of sizes
+    assert bent[1]["per_certificate"] == pytest.approx(2.0) and bent[1]["ratio"] == pytest.approx(2.0)
+    assert [s["nonlinear"] for s in bent] == [False, True]
+    # exactly 1.5x is still linear; a flat or missing previous segment cannot be compared with
+    assert not scale.slopes({0: 0.0, 10: 10.0, 20: 25.0})[1]["nonlinear"]
+    assert not scale.slopes({0: 5.0, 10: 5.0, 20: 50.0})[1]["nonlinear"]
+    gap = scale.slopes({0: 1.0, 10: None, 20: 5.0, 30: 50.0})
+    assert gap[0]["per_certificate"] is None and gap[1]["per_certificate"] is None
+    assert not gap[2]["nonlinear"]
+    assert scale.slopes({1000: 1.0}) == []
+
+    analysis = scale.analyse({1000: {"list_seconds": 1.0, "rss_peak_mb": 100.0},
+                              10_000: {"list_seconds": 10.0, "rss_peak_mb": 145.0},
+                              50_000: {"list_seconds": 90.0, "rss_peak_mb": 345.0}})
+    assert analysis["slopes"]["list_seconds"][1]["unit"] == "ms/certificate"
+    assert analysis["slopes"]["rss_peak_mb"][0]["unit"] == "KB/certificate"
+    assert len(analysis["nonlinear"]) == 1
+    assert analysis["nonlinear"][0].startswith("`certmint list -A` (s): not linear from 10,000 to 50,000")
+    assert analysis["nonlinear"][0].endswith("2 ms/certificate, 2.0x the 1 ms/certificate from 1,000 to 10,000")
+
+
+def _scale_result():
+    from bench import scale
+
+    median = {"1000": {"rss_steady_mb": 90.0, "rss_peak_mb": 100.0, "restart_seconds": 2.0, "list_seconds": 1.0,
+                       "restart_writes": 0},
+              "10000": {"rss_steady_mb": 135.0, "rss_peak_mb": 145.0, "restart_seconds": 11.0, "list_seconds": 10.0,
+                        "restart_writes": 0}}
+    return {"median": median, **scale.analyse({int(k): v for k, v in median.items()})}
+
+
+def test_scale_table_in_markdown():
+    from bench import scale
+
+    text = scale.render_table(_scale_result(), {"date": "2026-01-02 03:04", "commit": "abc1234",
+                                                "machine": {"cores": 2}, "mode": "full, only scale, 1 runs"})
+    lines = text.splitlines()
+    assert lines[0].startswith("Measured 2026-01-02 03:04 UTC at `abc1234` on 2 cores")
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == "| figure | 1,000 | 10,000 | per cert. 1,000 -> 10,000 |"
+    assert table[1] == "|---|---|---|---|"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert rows["steady RSS (MB)"] == "| steady RSS (MB) | 90.0 | 135 | 5 KB |"
+    assert rows["restart, start -> steady (s)"].endswith("| 2 | 11.0 | 1 ms |")
+    assert rows["one resync, operator CPU (s)"] == "| one resync, operator CPU (s) | - | - | - |"  # not measured
+    assert rows["API writes during the restart (target 0)"].startswith("| API writes during the restart (target 0) | 0 | 0 |")
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    summary = scale.summary(_scale_result())
+    assert "every figure grows linearly" in summary
+
+    bent = _scale_result()
+    bent["median"]["50000"] = {**bent["median"]["10000"], "list_seconds": 90.0}
+    bent.update(scale.analyse({int(k): v for k, v in bent["median"].items()}))
+    row = [line for line in scale.render_table(bent).splitlines() if line.startswith("| `certmint list -A`")][0]
+    assert row == "| `certmint list -A` (s) | 1 | 10.0 | 90.0 | 1 ms | 2 ms (**2.0x: not linear**) |"
+    assert "not linear from 10,000 to 50,000" in scale.summary(bent)
+
+
+def test_scale_readme_section_is_added_once_then_rewritten_between_its_markers():
+    from bench import scale
+
+    readme = "# bench\n\n## Findings\n\ntext\n\n## History\n\n" + report.README_MARKER + "\n\n| a |\n"
+    first = scale.rewrite_section(readme, scale.section_block("| t1 |"))
+    assert first.index("### Scale") < first.index(scale.TABLE_START) < first.index("| t1 |") \
+        < first.index(scale.TABLE_END) < first.index("## History")
+    assert "[scale.png](scale.png)" in first
+    assert first.startswith("# bench\n\n## Findings\n\ntext\n\n### Scale\n")
+    second = scale.rewrite_section(first, scale.section_block("| t2 |"))
+    assert "| t1 |" not in second and "| t2 |" in second
+    assert second.count("### Scale") == 1 and second.count(scale.TABLE_START) == 1
+    assert second.replace("| t2 |", "| t1 |") == first  # nothing else moved
+    assert scale.rewrite_section("# bench\n", "| t |").endswith(f"{scale.TABLE_START}\n\n| t |\n\n{scale.TABLE_END}\n")
+    # the committed README has the section, before the history
+    committed = (Path(__file__).resolve().parents[2] / "bench" / "README.md").read_text()
+    assert committed.index("### Scale") < committed.index(scale.TABLE_START) < committed.index(scale.TABLE_END) \
+        < committed.index("## History")
+
+
+def test_scale_command_line_and_config():
+    from bench import scale
+
+    assert "scale" not in selected(parse_args([])), "it grows a control plane to 50,000 certificates: only when asked"
+    assert selected(parse_args(["--only", "scale"])) == ["scale"]
+    assert Config().scale_sizes == scale.DEFAULT_SIZES == (1000, 10_000, 50_000)
+    assert parse_args(["--scale-sizes", "1000,10000,50000"]).scale_sizes == scale.DEFAULT_SIZES
+    assert parse_args(["--scale-sizes", "300, 100"]).scale_sizes == (100, 300)
+    assert parse_args([]).scale_sizes is None
+    for bad in ("", "0,100", "ten", "-5"):
+        with pytest.raises(ValueError):
+            scale.parse_sizes(bad)
+    with pytest.raises(SystemExit):
+        parse_args(["--scale-sizes", "x"])
+    assert Config.quick().scale_sizes != scale.DEFAULT_SIZES
