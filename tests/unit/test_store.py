@@ -136,3 +136,30 @@ def test_events_during_our_write_are_held_and_sorted_by_version():
     answer = 7
     assert [e for v, e in held if v != answer] == ["a user's edit"]
     assert writes.end(key) == [] and not writes.hold(key, 9, "after the write")
+
+
+def test_a_codec_holds_values_packed_and_every_read_gets_its_own_copy():
+    import json
+    import zlib
+
+    from certmint.controller.context import PACKED, index_by_reference
+
+    seen = []
+    store: Store[dict] = Store(index=index_by_reference("certmint"), codec=PACKED, observer=seen.append)
+    obj = {"kind": "Certificate", "metadata": {"name": "x", "namespace": "a"}, "spec": {"issuerRef": {"name": "ca"}}}
+    issuer = {"kind": "Issuer", "metadata": {"name": "ca", "namespace": "a"}, "spec": {"ca": {"secretName": "s"}}}
+    store.upsert(cert("a", "x"), 1, obj)
+    store.upsert(("Issuer", "a", "ca"), 1, issuer)
+    held = dict(store._items)
+    assert json.loads(zlib.decompress(held[cert("a", "x")][1])) == obj  # a Certificate is held as compressed JSON
+    assert held[("Issuer", "a", "ca")][1] is issuer  # an issuer, read often and few, stays a dict
+    first, second = store.get(cert("a", "x")), store.get(cert("a", "x"))
+    assert first == second == obj and first is not second
+    first["spec"]["issuerRef"]["name"] = "changed by a reader"
+    assert store.get(cert("a", "x")) == obj  # a reader's change never reaches the store
+    assert store.indexed(("Issuer", "a", "ca")) == [cert("a", "x")]  # filed by what it holds
+    assert dict(store.items())[cert("a", "x")] == obj
+    gone = store.delete(cert("a", "x"), 2)
+    assert gone is not None and gone.deleted and gone.value == obj  # the last value, unpacked
+    assert [c.value for c in seen] == [obj, issuer, obj]
+    assert store.indexed(("Issuer", "a", "ca")) == []

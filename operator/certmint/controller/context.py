@@ -9,7 +9,9 @@ result. So the reconcilers depend on this module only, and the controller on the
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
+import zlib
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Mapping
 from typing import cast
@@ -121,6 +123,27 @@ def slim(obj: dict) -> dict:
     if "data" in obj:  # a ConfigMap: its data is what is read
         result["data"] = obj["data"]
     return result
+
+
+PACKED_KINDS = (CERTIFICATE, REVOCATION)  # the kinds there can be tens of thousands of
+
+
+class PackedObjects:
+    """How the store holds objects: Certificates and revocations as compressed compact JSON (about
+    0.6 KB for a Ready Certificate, against 2.8 KB as a dict; packing or unpacking one takes tens of
+    microseconds), so every read gets its own copy. Issuers, Bundles and CRL ConfigMaps, which are
+    few and read often, stay dicts."""
+
+    def pack(self, key: tuple[str, ...], obj: dict) -> object:
+        if key[0] not in PACKED_KINDS:
+            return obj
+        return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+
+    def unpack(self, key: tuple[str, ...], held: object) -> dict:
+        return json.loads(zlib.decompress(held)) if isinstance(held, bytes) else held  # type: ignore[return-value]
+
+
+PACKED = PackedObjects()
 
 
 def to_issuer_key(key: ObjectKey) -> IssuerKey:

@@ -8,9 +8,7 @@ event costs nothing but one more pass.
 """
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
-import gc
 import logging
 import os
 import threading
@@ -29,6 +27,7 @@ from certmint.controller.context import (
     CERTIFICATE,
     CONFIGMAP,
     REVOCATION,
+    PACKED,
     Context,
     ObjectKey,
     Result,
@@ -39,6 +38,7 @@ from certmint.controller.context import (
 )
 from certmint.controller.issuers import reconcile_issuer
 from certmint.controller.revocations import reconcile_certificate_revocation, remember_configmap, served
+from certmint.controller.memory import release_free_memory, trim_now_and_then
 from certmint.controller.options import Options
 from certmint.controller.queue import RateLimiter, WorkQueue
 from certmint.kube.api import Api, ApiError, resource_version
@@ -67,7 +67,6 @@ RECONCILERS: dict[str, Callable[[Context, ObjectKey], Result]] = {
 RESYNC = "Resync"  # queue key ("Resync", kind, namespace or ""): list one scope again, forget what is gone
 RELIST_SETTLE = 2.0  # seconds after a relist is noticed before the scope is listed again (debounce)
 PROBE_INTERVAL = 0.5  # seconds between /readyz probes while the API server is unavailable
-TRIM_PERIOD = 30.0  # seconds between returns of freed heap to the system
 
 
 class Controller:
@@ -80,7 +79,7 @@ class Controller:
         self.metrics.watch_queue(self.queue.stats)
         self.limiter: RateLimiter[tuple] = RateLimiter(cap=options.retry_max)
         self.objects: Store[dict] = Store(index=index_by_reference(options.cluster_resource_namespace),
-                                          observer=self._stored)
+                                          observer=self._stored, codec=PACKED)
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
         self.ctx = Context(api, options, self.objects, self.secrets, EventRecorder(api), self.metrics,
                            Backoff(options.backoff_initial, options.backoff_max),
@@ -123,7 +122,7 @@ class Controller:
         for kind, namespace in self._scopes():
             self._resync(kind, namespace)
         release_free_memory()
-        threading.Thread(target=_trim_now_and_then, args=(self._stopping,), name="memory-trim", daemon=True).start()
+        threading.Thread(target=trim_now_and_then, args=(self._stopping,), name="memory-trim", daemon=True).start()
         self.started.set()
         log.info("store filled: %d Secrets of ours, %d Certificates and issuers",
                  len(self.secrets), len(self.objects))
@@ -347,24 +346,3 @@ class Controller:
         name = ((new or old) or {}).get("labels", {}).get(BUNDLE_LABEL)
         if name and not own and self.started.is_set():
             self.queue.add(("Bundle", "", name))
-
-
-def release_free_memory(collect: bool = True) -> None:
-    """Hand the memory freed after a burst (a listing of thousands of objects) back to the system.
-
-    CPython frees the parsed objects, but glibc keeps the freed heap for reuse, so the process
-    would keep its start-up peak for good; malloc_trim returns what is free (ctypes releases
-    the GIL around it)."""
-    if collect:
-        gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
-
-
-def _trim_now_and_then(stop: threading.Event, period: float = TRIM_PERIOD) -> None:
-    """kopf's listings (at start, and after a watch is restarted) leave freed heap behind too,
-    at moments certmint does not see; trimming now and then returns it."""
-    while not stop.wait(period):
-        release_free_memory(collect=False)

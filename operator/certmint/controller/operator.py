@@ -15,8 +15,9 @@ import kopf
 import kubernetes
 
 from certmint.controller.core import Controller
+from certmint.controller.memory import limit_arenas
 from certmint.controller.options import Options
-from certmint.kube.api import Api, load_configuration
+from certmint.kube.api import LIST_PAGE_SIZE, Api, load_configuration
 from certmint.kube.resources import GROUP, PLURALS, VERSION
 from certmint.metrics import serve
 
@@ -47,6 +48,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
         settings.scanning.disabled = True  # no CRD/namespace discovery watches: fixed resources only
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        settings.watching.chunk_size = LIST_PAGE_SIZE  # list in pages, as certmint does: never 10,000 objects at once
         # kopf starts a task per object with events, holding its raw event (managedFields and all)
         # until handled. At start it lists every object: a bounded number of tasks, each leaving as
         # soon as it is idle, makes the listing wait for them instead of holding thousands at once.
@@ -79,6 +81,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
 
 
 def run(options: Options) -> None:
+    limit_arenas()  # before any thread starts
     api = Api(load_configuration(options.kubeconfig, pool_size=options.workers + 4))
     controller = Controller(api, options)
     api.on_request = lambda verb: controller.metrics.api_requests.labels(verb).inc()

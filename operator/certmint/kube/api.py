@@ -22,6 +22,7 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "certmint"
+LIST_PAGE_SIZE = 500  # objects per page of a listing (limit/continue)
 
 
 class ApiError(Exception):
@@ -133,7 +134,7 @@ class Api:
             raise
 
     def list_pages(self, path: str, label_selector: str | None = None,
-                   limit: int = 500) -> Iterator[tuple[list[dict], str]]:
+                   limit: int = LIST_PAGE_SIZE) -> Iterator[tuple[list[dict], str]]:
         """The items page by page, each with the list's resourceVersion (to watch from once done).
 
         Pages are handed over as they come, so a large listing never sits in memory whole.

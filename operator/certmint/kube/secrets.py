@@ -6,12 +6,15 @@ size follows the number of Certificates, never the number of Secrets in the clus
 from __future__ import annotations
 
 import base64
+import marshal
 import sys
-from typing import Callable
+import threading
+import zlib
+from typing import Callable, cast
 
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import Reflector
-from certmint.kube.store import Store, WritesInFlight
+from certmint.kube.store import Key, Store, WritesInFlight
 from certmint.policy.types import CERTIFICATE_NAME, SecretState
 
 SECRET_SELECTOR = CERTIFICATE_NAME  # "has the label": a server-side existence selector
@@ -41,6 +44,45 @@ def to_state(obj: dict) -> SecretState:
                        interned(dict(meta.get("annotations") or {})), sys.intern(obj.get("type", "Opaque")))
 
 
+SHARED_KEY = "ca.crt"  # the same in every Secret of one issuer
+
+
+class PackedSecrets:
+    """How the cache holds a Secret: its ca.crt as one copy shared by every Secret that carries
+    the same, and the rest (data, labels, annotations) in one compressed blob: about 0.9 KB for
+    an ECDSA leaf's Secret, against 2 KB as objects. Unpacking one takes a few microseconds.
+
+    marshal is used for the blob because it is the fastest exact round trip of bytes and str
+    values, and the blob never leaves the process that packed it.
+
+    The table of shared values is bounded: past `limit` distinct values it starts afresh (values
+    already shared stay shared; only later copies of them are held apart)."""
+
+    def __init__(self, limit: int = 1000):
+        self._lock = threading.Lock()
+        self._shared: dict[bytes, bytes] = {}
+        self._limit = limit
+
+    def shared(self, value: bytes) -> bytes:
+        with self._lock:
+            if len(self._shared) >= self._limit and value not in self._shared:
+                self._shared.clear()
+            return self._shared.setdefault(value, value)
+
+    def pack(self, key: Key, secret: SecretState) -> object:
+        data = dict(secret.data)
+        common = data.pop(SHARED_KEY, None)
+        blob = marshal.dumps((secret.name, data, dict(secret.labels), dict(secret.annotations), secret.type))
+        return (self.shared(common) if common is not None else None, zlib.compress(blob, 1))
+
+    def unpack(self, key: Key, held: object) -> SecretState:
+        common, blob = cast(tuple[bytes | None, bytes], held)
+        name, data, labels, annotations, secret_type = marshal.loads(zlib.decompress(blob))
+        if common is not None:
+            data[SHARED_KEY] = common
+        return SecretState(name, data, labels, annotations, secret_type)
+
+
 def to_manifest(namespace: str, secret: SecretState) -> dict:
     meta = {"name": secret.name, "namespace": namespace, "labels": dict(secret.labels),
             "annotations": dict(secret.annotations)}
@@ -64,7 +106,7 @@ class SecretCache:
     def __init__(self, api: Api, namespaces: list[str] | None,
                  on_change: Callable[[str, SecretState, bool], None] | None = None):
         self.api = api
-        self.store: Store[SecretState] = Store()
+        self.store: Store[SecretState] = Store(codec=PackedSecrets())
         self.writes: WritesInFlight[SecretState] = WritesInFlight()
         self._on_change = on_change or (lambda namespace, secret, own_write: None)
         paths = [(ns, secrets_path(ns)) for ns in namespaces] if namespaces else [(None, secrets_path())]
