@@ -88,7 +88,7 @@ class Reconcile:
     # --- outcomes ------------------------------------------------------------------------
 
     def keep(self, d: UpToDate, secret: SecretState) -> None:
-        wanted = maintained_secret(secret, self.name, self.parsed, self.pkcs12_password())
+        wanted = maintained_secret(secret, self.name, self.parsed, self.pkcs12_password(), d.issued)
         if secret_differs(secret, wanted):
             self.c.secrets.apply(self.namespace, wanted)
         status = st.ready_status(self.status, self.generation, self.now, d.not_before, d.not_after,

@@ -186,15 +186,17 @@ def issued_secret(name: str, certificate_name: str, spec: CertificateSpec, issue
 
 
 def maintained_secret(current: SecretState, certificate_name: str, spec: CertificateSpec,
-                      pkcs12_password: bytes | None) -> SecretState:
+                      pkcs12_password: bytes | None, described: IssuedCertificate | None = None) -> SecretState:
     """An up-to-date Secret with metadata and extra outputs brought in line with the spec, no re-issuance.
+    described is what its certificate says, when the caller has parsed it already.
 
     Derived outputs that still hold the same key and certificate are kept byte for byte
     (PKCS#12 files are salted, so regenerating them would change them on every pass).
     """
     key_pem, tls_crt, ca_crt = current.data[TLS_KEY], current.data[TLS_CERT], current.data.get(CA_CERT, b"")
-    leaf = parse_certificates(tls_crt)[0]
-    annotations = secret_annotations(certificate_name, spec, describe(leaf))
+    if described is None:
+        described = describe(parse_certificates(tls_crt)[0])
+    annotations = secret_annotations(certificate_name, spec, described)
     for kept in (REVISION, RENEW_HANDLED):
         if kept in current.annotations:
             annotations[kept] = current.annotations[kept]

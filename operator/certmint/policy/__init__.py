@@ -97,7 +97,7 @@ def decide(obs: Observed, backoff: Backoff = Backoff()) -> Decision:
 def _up_to_date(obs: Observed, c: Contents) -> UpToDate:
     return UpToDate(c.issued.not_before, c.issued.not_after,
                     renewal_time(c.issued.not_before, c.issued.not_after, obs.spec),
-                    secret_revision(obs.secret))
+                    secret_revision(obs.secret), c.issued)
 
 
 def _backoff_until(obs: Observed, backoff: Backoff) -> dt.datetime | None:

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from certmint.model.certificate import GROUP, CertificateSpec
 from certmint.pki.signing import CASigner
-from certmint.pki.types import SigningOptions
+from certmint.pki.types import IssuedCertificate, SigningOptions
 
 # Secret keys, labels and annotations certmint writes. The label lets the operator
 # watch only its own Secrets with a server-side selector.
@@ -109,6 +109,7 @@ class UpToDate:
     not_after: dt.datetime
     renewal_time: dt.datetime
     revision: int | None
+    issued: IssuedCertificate | None = None  # what the current certificate says, parsed once per reconcile
 
 
 @dataclass(frozen=True)
