@@ -253,14 +253,15 @@ class Controller:
 
     def object_event(self, event_type: str | None, obj: dict) -> None:
         """A watch event of a Certificate, Issuer or ClusterIssuer (event_type None: from a listing)."""
-        obj = slim(obj)
-        key = object_key(obj)
+        key, version = object_key(obj), resource_version(obj)
         if event_type == "DELETED":
-            change = self.objects.delete(key, resource_version(obj))
+            change = self.objects.delete(key, version)
+        elif self.objects.version(key) == version:  # already held (kopf's listing after ours): nothing to slim
+            change = None
         else:
-            change = self.objects.upsert(key, resource_version(obj), obj)
+            change = self.objects.upsert(key, version, slim(obj))
         if change is not None:
-            if not self.ctx.writes.hold(key, resource_version(obj), None):  # not the echo of our status patch
+            if not self.ctx.writes.hold(key, version, None):  # not the echo of our status patch
                 self.queue.add(key)
             for bundle in wake_for_issuer(self.ctx, key):  # an issuer changed: the roots its Bundles follow may too
                 self.queue.add(bundle)
