@@ -210,6 +210,21 @@ class Operator:
     def metric(self, name: str, **labels: str) -> float:
         return stats.metric_sum(self.metrics(), name, **labels)
 
+    def wait_events_posted(self, timeout: float = 300, required: bool = True) -> bool:
+        """Until the operator has posted every Event it recorded (it posts them at --event-qps, so they
+        trail a burst of issuances), then until it is quiet. False if some were still pending at the
+        timeout and not required."""
+        deadline = time.monotonic() + timeout
+        while self.metric("certmint_events_pending") > 0:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                if required:
+                    raise BenchError(f"the operator still had events to post {timeout:.0f} s later")
+                return False
+            time.sleep(0.5)
+        self.wait_quiet()
+        return True
+
     def requests_by_verb(self) -> dict[str, float]:
         return {ls.get("verb", ""): v for ls, v in stats.samples(self.metrics(), "certmint_api_requests_total")}
 

@@ -48,6 +48,10 @@ class Metrics:
                                    ("kind", "namespace", "name"), registry=r)
         self.api_requests = Counter("certmint_api_requests", "Kubernetes API requests by verb.", ("verb",),
                                     registry=r)
+        self.events_pending = Gauge("certmint_events_pending", "Events recorded and not posted yet "
+                                    "(they are posted at --event-qps).", registry=r)
+        self.events_dropped = Counter("certmint_events_dropped", "Events dropped because the backlog of "
+                                      "events not yet posted was full.", registry=r)
         crl = ("issuer_name", "issuer_kind", "namespace")  # namespace "" for a ClusterIssuer
         self.crl_revoked = Gauge("certmint_revoked_certificates",
                                  "Unexpired revoked certificates on the issuer's published CRL.", crl, registry=r)
@@ -90,6 +94,9 @@ class Metrics:
         self.queue_depth.set_function(lambda: stats().depth)
         self.queue_unfinished.set_function(lambda: stats().unfinished_seconds)
         self.queue_longest.set_function(lambda: stats().longest_running_seconds)
+
+    def watch_events(self, pending: Callable[[], int]) -> None:
+        self.events_pending.set_function(pending)
 
     def set_certificate(self, namespace: str, name: str, issuer: tuple[str, str, str], ready: str,
                         not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,

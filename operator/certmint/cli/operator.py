@@ -54,6 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     op.add_argument("--resync-period", type=_duration, default=dt.timedelta(minutes=10),
                     help="list every watched scope again this often, to forget objects deleted while a watch "
                          "was down (Go duration, default 10m)")
+    op.add_argument("--event-qps", type=float, default=50.0,
+                    help="post at most this many Events a second; the rest follow at that pace (default 50)")
+    op.add_argument("--event-burst", type=int, default=200,
+                    help="Events that may be posted at once before --event-qps applies (default 200)")
     op.add_argument("--leader-elect", action="store_true",
                     help="elect a leader on a Lease, so only one replica reconciles (for replicas > 1)")
     op.add_argument("--leader-election-namespace", default=None,
@@ -84,6 +88,8 @@ def start(args: argparse.Namespace) -> int:
         issuer_recheck=args.issuer_recheck,
         retry_max=args.retry_max.total_seconds(),
         resync_period=args.resync_period,
+        event_qps=args.event_qps,
+        event_burst=args.event_burst,
         rotation_spread=args.rotation_spread,
         trust_propagation=args.trust_propagation_delay,
         leader_election=args.leader_elect,

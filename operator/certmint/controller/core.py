@@ -81,7 +81,10 @@ class Controller:
         self.objects: Store[dict] = Store(index=index_by_reference(options.cluster_resource_namespace),
                                           observer=self._stored, codec=PACKED)
         self.secrets = SecretCache(api, list(options.namespaces) or None, on_change=self._secret_changed)
-        self.ctx = Context(api, options, self.objects, self.secrets, EventRecorder(api), self.metrics,
+        events = EventRecorder(api, options.event_qps, options.event_burst,
+                               on_dropped=self.metrics.events_dropped.inc)
+        self.metrics.watch_events(events.pending)
+        self.ctx = Context(api, options, self.objects, self.secrets, events, self.metrics,
                            Backoff(options.backoff_initial, options.backoff_max),
                            clock or (lambda: dt.datetime.now(dt.timezone.utc)))
         # Namespaces and Bundle targets, for the Bundles: watched, so a new namespace gets its bundles at once.

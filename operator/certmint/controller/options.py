@@ -29,6 +29,10 @@ class Options:
     # Secrets on its sync period (1 min by default) plus its cache TTL. Certificates from a new root wait
     # this long after every following Bundle holds it, and a retired root stays this long.
     trust_propagation: dt.timedelta = dt.timedelta(minutes=2)
+    # Events are posted in the background at most this many a second (with a burst saved up), so a
+    # storm of issuances does not double the API server's work while it lasts.
+    event_qps: float = 50.0
+    event_burst: int = 200
     leader_election: bool = False
     leader_election_namespace: str = "certmint"
     leader_election_id: str = "certmint-operator"

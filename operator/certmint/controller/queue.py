@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+from certmint.kube.ratelimit import TokenBucket
+
 Key = TypeVar("Key", bound=Hashable)
 
 
@@ -164,12 +166,10 @@ class RateLimiter(Generic[Key]):
 
     def __init__(self, base: float = 0.005, cap: float = 30.0, qps: float = 50.0, burst: int = 300,
                  clock: Callable[[], float] = time.monotonic):
-        self.base, self.cap, self.qps, self.burst = base, cap, qps, burst
-        self._clock = clock
+        self.base, self.cap = base, cap
+        self._bucket = TokenBucket(qps, burst, clock)
         self._lock = threading.Lock()
         self._failures: dict[Key, int] = {}
-        self._tokens = float(burst)
-        self._last = clock()
 
     def when(self, key: Key) -> float:
         """Count one more failure of key; the delay before it may be retried, in seconds."""
@@ -177,14 +177,7 @@ class RateLimiter(Generic[Key]):
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
             item_delay = min(self.cap, self.base * 2 ** min(failures, 62))
-            return max(item_delay, self._reserve_locked())
-
-    def _reserve_locked(self) -> float:
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
-        self._last = now
-        self._tokens -= 1
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+        return max(item_delay, self._bucket.reserve())
 
     def failures(self, key: Key) -> int:
         with self._lock:

@@ -7,8 +7,11 @@ import os
 import queue
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 from certmint.kube.api import Api, ApiError
+from certmint.kube.ratelimit import TokenBucket
 from certmint.model.certificate import GROUP
 
 log = logging.getLogger(__name__)
@@ -68,14 +71,20 @@ def event_body(obj: dict, event_type: str, reason: str, message: str, action: st
 class EventRecorder:
     """Records Events from a background thread, so a reconcile never waits on one.
 
-    Events are best effort, as in client-go: if the API is slow and the backlog passes
-    `backlog`, new events are dropped (and counted) rather than slowing issuance down.
+    Events are best effort, as in client-go: they are posted at most `qps` a second (with a
+    `burst` saved up), so a storm of issuances does not double the API server's work while it
+    lasts; the events follow at that pace. If the backlog passes `backlog`, new events are
+    dropped (and counted) rather than slowing issuance down.
     """
 
-    def __init__(self, api: Api, backlog: int = 10000):
+    def __init__(self, api: Api, qps: float = 50.0, burst: int = 200, backlog: int = 10000,
+                 sleep: Callable[[float], None] = time.sleep, on_dropped: Callable[[], None] = lambda: None):
         self.api = api
         self.dropped = 0
+        self._on_dropped = on_dropped
         self._lock = threading.Lock()
+        self._bucket = TokenBucket(qps, burst)
+        self._sleep = sleep
         self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=backlog)
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
@@ -86,9 +95,17 @@ class EventRecorder:
         except queue.Full:
             with self._lock:
                 self.dropped += 1
+            self._on_dropped()
+
+    def pending(self) -> int:
+        """Events recorded and not posted yet."""
+        return self._queue.qsize()
 
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:
+            wait = self._bucket.reserve()
+            if wait > 0:
+                self._sleep(wait)
             namespace = event["metadata"]["namespace"]
             try:
                 self.api.create(f"/api/v1/namespaces/{namespace}/events", event)
