@@ -66,6 +66,22 @@ def test_issuer_changed_waits_for_its_turn_and_keeps_the_certificate_ready():
     assert isinstance(d, Issue) and d.reason == "IssuerChanged"
 
 
+def test_the_gate_given_as_a_function_is_asked_only_when_the_issuer_changed():
+    asked: list[int] = []
+    old = ca_secret("root")
+    new = ca_secret("root", NOW + dt.timedelta(seconds=1), previous=old)
+    at = NOW + dt.timedelta(minutes=3)
+
+    def gate() -> dt.datetime:
+        asked.append(1)
+        return at
+
+    assert isinstance(decide(observe(leaf(new), new, NOW + dt.timedelta(seconds=2), rotation_at=gate)), UpToDate)
+    assert asked == []  # signed by the current key: the bundles above the issuer are never read
+    d = decide(observe(leaf(old), new, NOW + dt.timedelta(seconds=2), rotation_at=gate))
+    assert isinstance(d, UpToDate) and d.renewal_time == at and asked == [1]
+
+
 def test_the_gate_only_holds_back_issuer_changed():
     """An expired certificate, or a changed spec, is issued at once whatever the rotation schedule."""
     old = ca_secret("root")

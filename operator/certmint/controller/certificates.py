@@ -63,7 +63,7 @@ class Reconcile:
         ref = spec.issuer_ref
         observed = Observed(self.name, self.generation, spec, secret, issuer, self.now,
                             self.annotations.get(RENEW), st.failure_record(self.status),
-                            rotation_gate(self.c, self.key, issuer, issuer_key(ref.kind, self.namespace, ref.name)),
+                            lambda: rotation_gate(self.c, self.key, issuer, issuer_key(ref.kind, self.namespace, ref.name)),
                             self.c.revocations.revoked_by(self.c.objects, self.issued_by()))
         self.observed = observed
         decision = decide(observed, self.c.backoff)
