@@ -42,3 +42,15 @@ def test_the_shared_table_is_bounded():
         packed.shared(b"CA %d" % i)
     assert len(packed._shared) <= 3
     assert packed.shared(b"CA 9") == b"CA 9"
+
+
+def test_a_ca_crt_that_tls_crt_already_holds_stays_in_the_blob():
+    """A self-signed certificate's Secret has ca.crt == tls.crt: compressed together, the copy costs
+    a few bytes, where a shared copy would cost its full size for one Secret."""
+    packed = PackedSecrets()
+    pem = b"-----BEGIN CERTIFICATE-----\n" + bytes(range(256)) * 3 + b"\n-----END CERTIFICATE-----\n"
+    state = SecretState("self", {"tls.crt": pem, "tls.key": b"k", "ca.crt": pem}, {}, {}, "kubernetes.io/tls")
+    held = packed.pack(("ns", "self"), state)
+    assert held[0] is None and len(held[1]) < len(pem) + 100  # type: ignore[index]
+    assert packed.unpack(("ns", "self"), held) == state
+    assert packed._shared == {}

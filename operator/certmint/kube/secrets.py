@@ -9,13 +9,28 @@ import base64
 import marshal
 import sys
 import threading
-import zlib
 from typing import Callable, cast
 
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import Reflector
-from certmint.kube.store import Key, Store, WritesInFlight
-from certmint.policy.types import CERTIFICATE_NAME, SecretState
+from certmint.kube.store import Key, Store, WritesInFlight, compress, decompress
+from certmint.policy.types import (
+    ALT_NAMES,
+    CA_CERT,
+    CERTIFICATE_NAME,
+    COMMON_NAME,
+    EMAIL_SANS,
+    IP_SANS,
+    ISSUER_GROUP,
+    ISSUER_KIND,
+    ISSUER_NAME,
+    REVISION,
+    SUBJECT_ANNOTATIONS,
+    TLS_CERT,
+    TLS_KEY,
+    URI_SANS,
+    SecretState,
+)
 
 SECRET_SELECTOR = CERTIFICATE_NAME  # "has the label": a server-side existence selector
 
@@ -39,18 +54,31 @@ def interned(value):
 
 def to_state(obj: dict) -> SecretState:
     meta = obj.get("metadata", {})
-    data = {sys.intern(k): base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-    return SecretState(meta.get("name", ""), data, interned(dict(meta.get("labels") or {})),
-                       interned(dict(meta.get("annotations") or {})), sys.intern(obj.get("type", "Opaque")))
+    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    return SecretState(meta.get("name", ""), data, dict(meta.get("labels") or {}),
+                       dict(meta.get("annotations") or {}), obj.get("type", "Opaque"))
 
 
-SHARED_KEY = "ca.crt"  # the same in every Secret of one issuer
+SHARED_KEY = CA_CERT  # the same in every Secret of one issuer
+
+# What certmint's Secrets have in common (keys, labels, annotation names, PEM armour), laid out
+# as a packed Secret is, as zlib's preset dictionary: each blob then holds little but its own text.
+_PEM = b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
+SECRET_DICTIONARY = marshal.dumps((
+    "", {TLS_CERT: _PEM, TLS_KEY: b"-----BEGIN RSA PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\n"
+                              b"-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n", CA_CERT: _PEM},
+    {CERTIFICATE_NAME: ""},
+    {k: "" for k in (*SUBJECT_ANNOTATIONS.values(), REVISION, EMAIL_SANS, URI_SANS, IP_SANS, ALT_NAMES,
+                     COMMON_NAME, ISSUER_GROUP, ISSUER_KIND, ISSUER_NAME, CERTIFICATE_NAME)},
+    "kubernetes.io/tls"))
 
 
 class PackedSecrets:
     """How the cache holds a Secret: its ca.crt as one copy shared by every Secret that carries
-    the same, and the rest (data, labels, annotations) in one compressed blob: about 0.9 KB for
-    an ECDSA leaf's Secret, against 2 KB as objects. Unpacking one takes a few microseconds.
+    the same, and the rest (data, labels, annotations) in one blob compressed against what all
+    certmint Secrets share: about 0.7 KB for an ECDSA leaf's Secret, against 2 KB as objects.
+    Unpacking one takes a few microseconds. A ca.crt that tls.crt already holds (a self-signed
+    certificate, or a chain up to its root) stays in the blob, where it costs a few bytes.
 
     marshal is used for the blob because it is the fastest exact round trip of bytes and str
     values, and the blob never leaves the process that packed it.
@@ -71,13 +99,17 @@ class PackedSecrets:
 
     def pack(self, key: Key, secret: SecretState) -> object:
         data = dict(secret.data)
-        common = data.pop(SHARED_KEY, None)
+        common = data.get(SHARED_KEY)
+        if common is not None and common not in data.get(TLS_CERT, b""):
+            del data[SHARED_KEY]
+        else:
+            common = None
         blob = marshal.dumps((secret.name, data, dict(secret.labels), dict(secret.annotations), secret.type))
-        return (self.shared(common) if common is not None else None, zlib.compress(blob, 1))
+        return (self.shared(common) if common is not None else None, compress(blob, SECRET_DICTIONARY))
 
     def unpack(self, key: Key, held: object) -> SecretState:
         common, blob = cast(tuple[bytes | None, bytes], held)
-        name, data, labels, annotations, secret_type = marshal.loads(zlib.decompress(blob))
+        name, data, labels, annotations, secret_type = marshal.loads(decompress(blob, SECRET_DICTIONARY))
         if common is not None:
             data[SHARED_KEY] = common
         return SecretState(name, data, labels, annotations, secret_type)

@@ -23,6 +23,7 @@ dicts) and unpacks a fresh copy for each read.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from collections.abc import Callable, Hashable, Iterable
@@ -32,6 +33,16 @@ from typing import Generic, Protocol, TypeVar
 Key = tuple[str, ...]  # (kind, namespace or "", name) or (namespace, name)
 V = TypeVar("V")
 IndexFn = Callable[[Key, object], Iterable[Hashable]]
+
+
+def compress(data: bytes, dictionary: bytes) -> bytes:
+    """data compressed (fast, zlib level 1) against a preset dictionary of what such values share."""
+    packer = zlib.compressobj(1, zdict=dictionary)
+    return packer.compress(data) + packer.flush()
+
+
+def decompress(blob: bytes, dictionary: bytes) -> bytes:
+    return zlib.decompressobj(zdict=dictionary).decompress(blob)
 
 
 class Codec(Protocol[V]):
