@@ -99,6 +99,8 @@ def _operator_run(cp: ControlPlane, cfg: Config, workdir: Path, algorithm: str, 
         reconciles = stats.sync_calls(op.metrics())
         out = {"seconds": seconds, "per_second": n / seconds, "apply_seconds": apply_seconds,
                "after_apply_seconds": seconds - apply_seconds, "cpu_cores": cores,
+               # the operator's CPU, its key-making processes included, over the window, per issuance
+               "cpu_ms_per_issuance": 1000 * cores["operator"] * seconds / n,
                "reconciles_per_issuance": reconciles / n,
                **stats.api_cost(delta, n, applied_by_client=n), **_mb(op.memory())}
         if prof:
