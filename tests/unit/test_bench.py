@@ -140,7 +140,7 @@ def test_table_shows_values_targets_and_verdicts():
     results = {"scenarios": {
         "throughput": {"ecdsa": {"median": {"per_second": 123.4, "efficiency": 0.55,
                                             "writes_per_issuance_excl_events": 2.0}},
-                       "rsa": {"median": {"cpu_cores": {"operator": 1.4}}}},
+                       "rsa": {"median": {"cpu_cores": {"operator": 1.7}}}},
         "memory": {"median": {"large": {"hwm_mb": 151.0}, "restart": {"writes": 0}}},
     }}
     text = report.table(results)
