@@ -24,6 +24,7 @@ report.ROWS.extend(crl.ROWS)
 SCENARIOS["recovery"] = recovery.scenario  # kills and freezes its control plane; runs only with --only recovery
 report.ROWS.extend(recovery.ROWS)
 SCENARIOS["scale"] = scale.scenario  # 1,000 -> 50,000 certificates on one control plane; runs only with --only scale
+SCENARIOS["rsa-restart"] = scale.rsa_restart  # 10,000 RSA-2048 certificates restarted; only with --only rsa-restart
 report.ROWS.extend(scale.ROWS)
 
 HERE = Path(__file__).resolve().parent
