@@ -3,27 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from certmint.kube.ratelimit import TokenBucket
 from certmint.kube.resources import EventRecorder
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_bucket_gives_the_burst_at_once_then_qps():
-    clock = FakeClock()
-    bucket = TokenBucket(qps=10.0, burst=3, clock=clock)
-    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.reserve() == 0.1  # the fourth waits for one token
-    assert bucket.reserve() == 0.2
-    clock.now = 10.0  # refilled, but never beyond the burst
-    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.reserve() > 0
 
 
 class RecordingApi:

@@ -1,10 +1,11 @@
-"""The work queue and the retry rate limiter."""
+"""The work queue, the retry rate limiter and the token bucket under it."""
 from __future__ import annotations
 
 import threading
 import time
 
 from certmint.controller.queue import NoObserver, RateLimiter, WorkQueue
+from certmint.kube.ratelimit import TokenBucket
 
 
 class FakeClock:
@@ -13,6 +14,17 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_the_bucket_gives_the_burst_at_once_then_qps():
+    clock = FakeClock()
+    bucket = TokenBucket(qps=10.0, burst=3, clock=clock)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.reserve() == 0.1  # the fourth waits for one token
+    assert bucket.reserve() == 0.2
+    clock.now += 10.0  # refilled, but never beyond the burst
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.reserve() > 0
 
 
 def test_item_delay_starts_in_milliseconds_doubles_and_is_capped():
