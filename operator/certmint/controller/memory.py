@@ -10,6 +10,7 @@ near what is live.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import threading
 
@@ -18,6 +19,7 @@ ARENAS = 2
 TRIM_PERIOD = 30.0  # seconds between returns of freed heap to the system
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6")
