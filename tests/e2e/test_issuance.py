@@ -131,6 +131,11 @@ def test_root_intermediate_leaf_chain_verifies(kubectl, chain_namespace, tmp_pat
     assert annotations["certmint.io/issuer-kind"] == "Issuer"
     assert annotations["certmint.io/alt-names"] == "server.test,localhost"
     assert annotations["certmint.io/ip-sans"] == "127.0.0.1,::1"
+    # kopf only watches: no diff-base or progress annotations, no finalizer, no field manager of its own
+    cert_meta = get_json(kubectl, "certificate", "-n", ns, "server", "--show-managed-fields")["metadata"]
+    assert not [a for a in cert_meta.get("annotations") or {} if "kopf" in a]
+    assert not cert_meta.get("finalizers")
+    assert {m["manager"] for m in cert_meta["managedFields"]} <= {"kubectl", "kubectl-client-side-apply", "certmint"}
 
 
 def _serve_once(context: ssl.SSLContext, sock: socket.socket, result: dict) -> None:

