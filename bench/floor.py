@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from bench import manifests
-from bench.kube import ControlPlane, Request, run_requests
+from bench.kube import ControlPlane, CpuMeter, Request, run_requests
 from certmint.controller import status as st
 from certmint.issuance import Issued, issue_certificate, issued_secret
 from certmint.kube.secrets import to_manifest
@@ -139,13 +139,26 @@ def issuance_requests(namespace: str, n: int, algorithm: str, pattern: str = "tw
 
 
 def _timed_pattern(cp: ControlPlane, namespace: str, algorithm: str, n: int, workdir: Path, concurrency: int,
-                   pattern: str) -> tuple[float, float]:
-    """(kubectl apply seconds, request seconds) in a fresh namespace of n Certificates."""
+                   pattern: str) -> tuple[float, float, dict[str, float]]:
+    """(kubectl apply seconds, request seconds, CPU ms per issuance by process) in a fresh namespace
+    of n Certificates. The CPU is the requests' alone: the API server's, etcd's and the client's."""
     cp.create_namespace(namespace)
     path = workdir / f"{namespace}.yaml"
     path.write_text(manifests.to_yaml(manifests.leaves(namespace, range(n), algorithm, CA_ISSUER)))
     apply_seconds = cp.apply_file(path)
-    return apply_seconds, run_requests(cp, issuance_requests(namespace, n, algorithm, pattern), concurrency)
+    requests = issuance_requests(namespace, n, algorithm, pattern)
+    meter = CpuMeter(cp.pids)
+    seconds = run_requests(cp, requests, concurrency)
+    used = meter.used()
+    used["client"] = used.pop("bench")
+    return apply_seconds, seconds, ms_per_issuance(used, n)
+
+
+def ms_per_issuance(cpu_seconds: dict[str, float], n: int) -> dict[str, float]:
+    """CPU seconds by process over n issuances -> milliseconds per issuance, with their total."""
+    out = {name: 1000 * seconds / n for name, seconds in cpu_seconds.items()}
+    out["total"] = sum(out.values())
+    return out
 
 
 def api_floor(cp: ControlPlane, namespace: str, algorithm: str, n: int, workdir: Path, concurrency: int,
@@ -157,12 +170,13 @@ def api_floor(cp: ControlPlane, namespace: str, algorithm: str, n: int, workdir:
     With operator_workers, two more namespaces tell the operator's request pattern from its
     Python: the same two writes with only that many in flight, and the operator's five requests
     per issuance (see issuance_requests) with that many in flight."""
-    apply_seconds, seconds = _timed_pattern(cp, namespace, algorithm, n, workdir, concurrency, "two_writes")
-    out = {"seconds": seconds, "concurrency": concurrency, "requests": 2 * n, "kubectl_apply_seconds": apply_seconds}
+    apply_seconds, seconds, cpu = _timed_pattern(cp, namespace, algorithm, n, workdir, concurrency, "two_writes")
+    out = {"seconds": seconds, "concurrency": concurrency, "requests": 2 * n, "kubectl_apply_seconds": apply_seconds,
+           "cpu_ms_per_issuance": cpu}
     if operator_workers:
         out["operator_workers"] = operator_workers
-        _, out["two_writes_at_operator_concurrency_seconds"] = _timed_pattern(
+        _, out["two_writes_at_operator_concurrency_seconds"], _ = _timed_pattern(
             cp, f"{namespace}-w", algorithm, n, workdir, operator_workers, "two_writes")
-        _, out["operator_pattern_seconds"] = _timed_pattern(
+        _, out["operator_pattern_seconds"], _ = _timed_pattern(
             cp, f"{namespace}-p", algorithm, n, workdir, operator_workers, "operator")
     return out

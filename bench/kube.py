@@ -85,10 +85,14 @@ class CpuMeter:
     def start(self) -> None:
         self.t0, self.c0 = time.monotonic(), self._read()
 
+    def used(self) -> dict[str, float]:
+        """CPU seconds of each process since start()."""
+        now = self._read()
+        return {k: now[k] - self.c0[k] for k in now if k in self.c0}
+
     def cores(self) -> dict[str, float]:
         elapsed = time.monotonic() - self.t0
-        now = self._read()
-        return {k: (now[k] - self.c0[k]) / elapsed for k in now if k in self.c0}
+        return {k: v / elapsed for k, v in self.used().items()}
 
 
 # --- the control plane -------------------------------------------------------------------------------
