@@ -14,8 +14,8 @@ import hashlib
 from collections.abc import Callable
 
 from certmint.kube.api import Api, resource_version
-from certmint.kube.reflector import Reflector
-from certmint.kube.store import Store
+from certmint.kube.reflector import ReflectedCache
+from certmint.kube.store import Change, Store
 
 BUNDLE_LABEL = "certmint.io/bundle"
 HASH_ANNOTATION = "certmint.io/bundle-hash"
@@ -43,31 +43,15 @@ def _slim(obj: dict, base64_data: bool) -> dict:
             "deleting": bool(meta.get("deletionTimestamp"))}
 
 
-class ObjectCache:
+class ObjectCache(ReflectedCache[dict]):
     """(namespace, name) -> {labels, hash, uid} of one resource, optionally label-selected, over
     one or more paths (one per watched namespace, or the whole cluster)."""
 
     def __init__(self, api: Api, paths: list[tuple[str | None, str]], selector: str | None, name: str,
                  on_change: OnChange | None = None, base64_data: bool = False):
-        self.store: Store[dict] = Store()
         self._base64 = base64_data  # Secrets: data values are base64
         self._on_change = on_change or (lambda key, old, new, own: None)
-        self.reflectors = [Reflector(api, path, selector, self._event, self._relisted_in(ns), name=f"{name}:{path}")
-                           for ns, path in paths]
-
-    def start(self) -> None:
-        for r in self.reflectors:
-            r.start()
-
-    def stop(self) -> None:
-        for r in self.reflectors:
-            r.stop()
-
-    def wait_synced(self, timeout: float) -> bool:
-        return all(r.synced.wait(timeout) for r in self.reflectors)
-
-    def get(self, namespace: str, name: str) -> dict | None:
-        return self.store.get((namespace, name))
+        super().__init__(api, paths, selector, name, Store())
 
     def items(self) -> list[tuple[tuple[str, str], dict]]:
         return [(key, value) for key, value in self.store.items()]  # type: ignore[misc]
@@ -83,12 +67,8 @@ class ObjectCache:
         if change is not None:
             self._on_change(key, old, None if change.deleted else change.value, own_write)
 
-    def _relisted_in(self, namespace: str | None) -> Callable[[set[tuple[str, str]], int], None]:
-        def relisted(seen: set[tuple[str, str]], list_version: int) -> None:
-            in_scope = (lambda key: True) if namespace is None else (lambda key: key[0] == namespace)
-            for change in self.store.replace(in_scope, seen, list_version):
-                self._on_change(change.key, change.value, None, False)  # type: ignore[arg-type]
-        return relisted
+    def _gone(self, change: Change[dict]) -> None:
+        self._on_change(change.key, change.value, None, False)  # type: ignore[arg-type]
 
     def remember(self, obj: dict) -> None:
         """Store what one of our writes returned."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from certmint.kube.api import Api, ApiError
+from certmint.kube.store import Change, Store
+
+V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +100,49 @@ class Reflector:
                     self.on_event(kind, obj)
                 if self._stop.is_set():
                     return
+
+
+class ReflectedCache(Generic[V]):
+    """A Store of one resource kept current by a Reflector per watched path (one per watched
+    namespace, or one for the whole cluster) and by the answers to our own writes. Both go through
+    the store's version check, so an older copy never replaces a newer one.
+
+    Subclasses turn a watch event into a store operation (_event) and say what follows when a
+    relist finds an object gone (_gone)."""
+
+    def __init__(self, api: Api, paths: list[tuple[str | None, str]], selector: str | None, name: str,
+                 store: Store[V]):
+        self.store = store
+        self.reflectors = [Reflector(api, path, selector, self._event, self._relisted_in(ns), name=f"{name}:{path}")
+                           for ns, path in paths]
+
+    def start(self) -> None:
+        for r in self.reflectors:
+            r.start()
+
+    def stop(self) -> None:
+        for r in self.reflectors:
+            r.stop()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return all(r.synced.wait(timeout) for r in self.reflectors)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def get(self, namespace: str, name: str) -> V | None:
+        return self.store.get((namespace, name))
+
+    def _event(self, kind: str, obj: dict, own_write: bool = False) -> None:
+        raise NotImplementedError
+
+    def _gone(self, change: Change[V]) -> None:
+        raise NotImplementedError
+
+    def _relisted_in(self, namespace: str | None) -> RelistHandler:
+        """A relist of one namespace (or of all) forgets only what that listing covered."""
+        def relisted(seen: set[tuple[str, str]], list_version: int) -> None:
+            in_scope = (lambda key: True) if namespace is None else (lambda key: key[0] == namespace)
+            for change in self.store.replace(in_scope, seen, list_version):
+                self._gone(change)
+        return relisted

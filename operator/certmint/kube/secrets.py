@@ -12,8 +12,8 @@ import threading
 from typing import Callable, cast
 
 from certmint.kube.api import Api, ApiError, resource_version
-from certmint.kube.reflector import Reflector
-from certmint.kube.store import Key, Store, WritesInFlight, compress, decompress
+from certmint.kube.reflector import ReflectedCache
+from certmint.kube.store import Change, Key, Store, WritesInFlight, compress, decompress
 from certmint.policy.types import (
     ALT_NAMES,
     CA_CERT,
@@ -123,11 +123,10 @@ def to_manifest(namespace: str, secret: SecretState) -> dict:
 
 
 
-class SecretCache:
+class SecretCache(ReflectedCache[SecretState]):
     """Our Secrets by (namespace, name), fed by a label-selected watch and by our own writes.
 
-    Both go through one Store, so an older copy never replaces a newer one. Our writes are
-    stored at once (write-through): a reconcile right after an issuance sees the new Secret
+    Our writes are stored at once (write-through): a reconcile right after an issuance sees the new Secret
     before the watch delivers it, and the watch's echo of it, being no newer, changes
     nothing and wakes nobody.
 
@@ -138,26 +137,11 @@ class SecretCache:
     def __init__(self, api: Api, namespaces: list[str] | None,
                  on_change: Callable[[str, SecretState, bool], None] | None = None):
         self.api = api
-        self.store: Store[SecretState] = Store(codec=PackedSecrets())
         self.writes: WritesInFlight[SecretState] = WritesInFlight()
         self._on_change = on_change or (lambda namespace, secret, own_write: None)
-        paths = [(ns, secrets_path(ns)) for ns in namespaces] if namespaces else [(None, secrets_path())]
-        self.reflectors = [Reflector(api, path, SECRET_SELECTOR, self._event, self._relisted_in(ns),
-                                     name=f"secrets:{path}") for ns, path in paths]
-
-    def start(self) -> None:
-        for r in self.reflectors:
-            r.start()
-
-    def stop(self) -> None:
-        for r in self.reflectors:
-            r.stop()
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def get(self, namespace: str, name: str) -> SecretState | None:
-        return self.store.get((namespace, name))
+        paths: list[tuple[str | None, str]] = \
+            [(ns, secrets_path(ns)) for ns in namespaces] if namespaces else [(None, secrets_path())]
+        super().__init__(api, paths, SECRET_SELECTOR, "secrets", Store(codec=PackedSecrets()))
 
     def _event(self, kind: str, obj: dict, own_write: bool = False) -> None:
         meta = obj.get("metadata", {})
@@ -170,13 +154,8 @@ class SecretCache:
         if change is not None and (own_write or not self.writes.hold(key, version, change.value)):
             self._on_change(key[0], change.value, own_write)
 
-    def _relisted_in(self, namespace: str | None) -> Callable[[set[tuple[str, str]], int], None]:
-        """A relist of one namespace (or of all) forgets only what that listing covered."""
-        def relisted(seen: set[tuple[str, str]], list_version: int) -> None:
-            in_scope = (lambda key: True) if namespace is None else (lambda key: key[0] == namespace)
-            for change in self.store.replace(in_scope, seen, list_version):
-                self._on_change(change.key[0], change.value, False)
-        return relisted
+    def _gone(self, change: Change[SecretState]) -> None:
+        self._on_change(change.key[0], change.value, False)
 
     def remember(self, obj: dict) -> SecretState:
         """Store what one of our writes returned."""
