@@ -48,6 +48,7 @@ from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException  # type: ignore[import-untyped]
 
 from certmint.pki.csr import requested_names
+from certmint.pki.types import ReasonedError
 
 __all__ = [
     "INVALID_CA_BUNDLE", "INVALID_RESPONSE", "PROVISIONER_NOT_FOUND", "REFUSED", "SERVER_ERROR",
@@ -86,14 +87,11 @@ _JWS_ALGORITHMS = {("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384", ("EC", "P
                    ("OKP", "Ed25519"): "EdDSA", ("RSA", None): "RS256"}
 
 
-class StepCAError(Exception):
-    """The CA could not be used. `reason` is one of this module's reason constants, `message`
-    a sentence for a condition or an event. Neither ever holds a password or a key."""
+class StepCAError(ReasonedError):
+    """The CA could not be used; `reason` is one of this module's reason constants."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from certmint.pki import (
     private_key_der,
 )
 from certmint.pki.keys import PrivateKey
-from certmint.pki.types import IssuedCertificate, KeySpec
+from certmint.pki.types import IssuedCertificate, KeySpec, ReasonedError
 from certmint.policy.types import (
     ALT_NAMES,
     CA_CERT,
@@ -62,13 +62,8 @@ KEYSTORE_P12 = "keystore.p12"
 TRUSTSTORE_P12 = "truststore.p12"
 
 
-class IssuanceError(Exception):
-    """Issuance failed for a reason the user can fix; reason is a CamelCase word for conditions and events."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+class IssuanceError(ReasonedError):
+    """Issuance failed for a reason the user can fix."""
 
 
 @dataclass(frozen=True)

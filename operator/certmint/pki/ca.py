@@ -9,7 +9,7 @@ from certmint.pki.certificates import extension_value, unique_certificates
 from certmint.pki.inspect import certificate_matches_key, parse_certificates
 from certmint.pki.keys import load_private_key
 from certmint.pki.signing import CASigner
-from certmint.pki.types import PKIError
+from certmint.pki.types import PKIError, ReasonedError
 
 INVALID_KEY_PAIR = "InvalidKeyPair"
 NOT_A_CERTIFICATE_AUTHORITY = "NotACertificateAuthority"
@@ -17,13 +17,8 @@ EXPIRED = "Expired"
 NOT_YET_VALID = "NotYetValid"
 
 
-class CAError(PKIError):
-    """The CA cannot sign. reason is a CamelCase condition reason, message says why in plain words."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+class CAError(ReasonedError, PKIError):
+    """The CA cannot sign."""
 
 
 def load_ca(tls_crt: bytes, tls_key: bytes, ca_crt: bytes | None, now: dt.datetime) -> CASigner:

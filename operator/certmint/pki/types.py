@@ -20,6 +20,16 @@ class PKIError(Exception):
     """A key or certificate could not be built, parsed or used. The message never holds key material."""
 
 
+class ReasonedError(Exception):
+    """A failure the user can act on: `reason` is a CamelCase word for a condition or an event,
+    `message` a sentence saying why. Neither ever holds key material, a password or a token."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 @dataclass(frozen=True)
 class KeySpec:
     algorithm: str = RSA  # RSA | ECDSA | Ed25519

@@ -23,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from certmint.pki.types import ReasonedError
+
 __all__ = [
     "BuiltBundle", "BundleError", "BundleSpec", "Source", "TargetSpec", "build_bundle", "fingerprint",
     "parse_bundle_spec", "parse_certificates_pem", "selector_matches", "target_data",
@@ -39,13 +41,8 @@ KEY_NOT_FOUND = "KeyNotFound"
 EMPTY_BUNDLE = "EmptyBundle"
 
 
-class BundleError(Exception):
-    """Why a Bundle cannot be built: reason is the condition's CamelCase reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+class BundleError(ReasonedError):
+    """Why a Bundle cannot be built."""
 
 
 @dataclass(frozen=True)
