@@ -42,7 +42,7 @@ def test_a_full_backlog_drops_new_events_and_counts_them():
     recorder = EventRecorder(api, backlog=3, on_dropped=lambda: dropped.append(1))  # type: ignore[arg-type]
     for i in range(10):
         recorder.record(certificate(f"c{i}"), "Normal", "Issued", "issued")
-    assert recorder.dropped == len(dropped) >= 6
+    assert len(dropped) >= 6
     assert recorder.pending() <= 3
     api.gate.set()
     recorder.flush()

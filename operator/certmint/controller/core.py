@@ -45,7 +45,7 @@ from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.leader import LeaderElector
 from certmint.kube.objects import BUNDLE_LABEL, TrustCaches
 from certmint.kube.reflector import Reflector, list_into, version_number
-from certmint.kube.resources import INSTANCE, EventRecorder, resource_path
+from certmint.kube.resources import CLUSTER_SCOPED, INSTANCE, EventRecorder, resource_path
 from certmint.kube.secrets import SecretCache
 from certmint.kube.store import Change, Store
 from certmint.metrics import Metrics
@@ -141,7 +141,7 @@ class Controller:
         """(kind, namespace or "") for each listing that together covers what we watch."""
         namespaces = list(self.options.namespaces) or [""]
         return [(kind, ns) for kind in (CERTIFICATE, "Issuer", REVOCATION) for ns in namespaces] \
-            + [("ClusterIssuer", ""), ("Bundle", "")]
+            + [(kind, "") for kind in CLUSTER_SCOPED]
 
     def _start_workers(self) -> None:
         # every object once: metrics and timers are rebuilt from it (CRL ConfigMaps are read, not reconciled)
@@ -275,7 +275,7 @@ class Controller:
         """kopf lists a scope when it (re)starts a watch, and reports only the objects it finds, not
         the ones that are gone. The first listing of a scope is the one the store was filled from;
         after a later one, the scope is listed again here so what was deleted meanwhile is forgotten."""
-        scope = (key[0], key[1] if self.options.namespaces and key[0] not in ("ClusterIssuer", "Bundle") else "")
+        scope = (key[0], key[1] if self.options.namespaces and key[0] not in CLUSTER_SCOPED else "")
         with self._lock:
             first = scope not in self._listed_by_kopf
             self._listed_by_kopf.add(scope)

@@ -83,7 +83,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(configuration)
 
-    for kind in ("Certificate", "Issuer", "ClusterIssuer", "Bundle", "CertificateRevocation"):
+    for kind in PLURALS:  # every kind certmint reconciles
         plural = PLURALS[kind]
 
         # The handler only updates the store and queues the key: no API call, so it runs inline

@@ -21,6 +21,7 @@ VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURALS = {"Certificate": "certificates", "Issuer": "issuers", "ClusterIssuer": "clusterissuers",
            "Bundle": "bundles", "CertificateRevocation": "certificaterevocations"}
+CLUSTER_SCOPED = ("ClusterIssuer", "Bundle")  # the kinds without a namespace
 EVENT_NAMESPACE_FOR_CLUSTER_OBJECTS = "default"
 COMPONENT = "certmint"
 INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
@@ -80,9 +81,7 @@ class EventRecorder:
     def __init__(self, api: Api, qps: float = 50.0, burst: int = 200, backlog: int = 10000,
                  sleep: Callable[[float], None] = time.sleep, on_dropped: Callable[[], None] = lambda: None):
         self.api = api
-        self.dropped = 0
-        self._on_dropped = on_dropped
-        self._lock = threading.Lock()
+        self._on_dropped = on_dropped  # counted where the metrics are
         self._bucket = TokenBucket(qps, burst)
         self._sleep = sleep
         self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=backlog)
@@ -93,8 +92,6 @@ class EventRecorder:
         try:
             self._queue.put_nowait(event_body(obj, event_type, reason, message, action))
         except queue.Full:
-            with self._lock:
-                self.dropped += 1
             self._on_dropped()
 
     def pending(self) -> int:
