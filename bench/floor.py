@@ -6,6 +6,7 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from bench import manifests
 from bench.kube import ControlPlane, CpuMeter, Request, run_requests
@@ -162,7 +163,7 @@ def ms_per_issuance(cpu_seconds: dict[str, float], n: int) -> dict[str, float]:
 
 
 def api_floor(cp: ControlPlane, namespace: str, algorithm: str, n: int, workdir: Path, concurrency: int,
-              operator_workers: int | None = None) -> dict[str, float]:
+              operator_workers: int | None = None) -> dict[str, Any]:
     """The two writes of n issuances by a tight asyncio client, for n Certificates created beforehand
     in a namespace no operator watches. The kubectl apply that creates them is timed too: it is
     what `kubectl apply` of n Certificates costs when nothing else is at work (floor c).
