@@ -4,16 +4,35 @@ Finding RSA primes takes tens of milliseconds of CPU with the GIL held, so worke
 making RSA keys take turns on one core. Processes make them on every core; the key comes
 back as PKCS#8 DER. ECDSA and Ed25519 keys take well under a millisecond and are made
 where they are needed.
+
+The key processes end with the operator, however it ends: each one watches its parent and
+exits when it is gone. A killed operator (kill -9, the OOM killer) cannot tell them to stop,
+and they would otherwise wait on their task queue for ever, since each holds that queue's
+writing end itself.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 from certmint.pki.keys import PrivateKey, generate_key, generate_key_der, load_generated_key
 from certmint.pki.types import RSA, KeySpec
+
+
+PARENT_CHECK_SECONDS = 1.0
+
+
+def exit_with_parent(parent: int) -> None:
+    """Runs first in each key process: a daemon thread that ends the process once `parent` is no
+    longer its parent (the operator died and the process was handed to init or a subreaper)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class KeyFactory:
@@ -31,7 +50,8 @@ class KeyFactory:
         with self._lock:
             if self._pool is None:
                 # spawn, not fork: the operator has threads (and their locks) that a forked child would copy
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=exit_with_parent, initargs=(os.getpid(),))
             return self._pool
 
     def close(self) -> None:
