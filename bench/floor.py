@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import manifests
+from bench import manifests, stats
 from bench.kube import ControlPlane, CpuMeter, Request, run_requests
 from certmint.controller import status as st
 from certmint.issuance import Issued, issue_certificate, issued_secret
@@ -152,14 +152,7 @@ def _timed_pattern(cp: ControlPlane, namespace: str, algorithm: str, n: int, wor
     seconds = run_requests(cp, requests, concurrency)
     used = meter.used()
     used["client"] = used.pop("bench")
-    return apply_seconds, seconds, ms_per_issuance(used, n)
-
-
-def ms_per_issuance(cpu_seconds: dict[str, float], n: int) -> dict[str, float]:
-    """CPU seconds by process over n issuances -> milliseconds per issuance, with their total."""
-    out = {name: 1000 * seconds / n for name, seconds in cpu_seconds.items()}
-    out["total"] = sum(out.values())
-    return out
+    return apply_seconds, seconds, stats.ms_per_issuance(used, n)
 
 
 def api_floor(cp: ControlPlane, namespace: str, algorithm: str, n: int, workdir: Path, concurrency: int,

@@ -148,7 +148,7 @@ def _backlog_run(cp: ControlPlane, cfg: Config, workdir: Path, algorithm: str, n
             op.stop()
     out = {"seconds": ready_at - op.started, "per_second": n / (ready_at - op.started), "cpu_cores": cores,
            "first_ready_seconds": first_at - op.started,
-           "cpu_ms_per_issuance": floor.ms_per_issuance(used, n - 1)}
+           "cpu_ms_per_issuance": stats.ms_per_issuance(used, n - 1)}
     if prof:
         out["profile"] = prof
     return out

@@ -52,6 +52,13 @@ def efficiency(ours_seconds: float, crypto_floor_seconds: float, api_floor_secon
     return max(crypto_floor_seconds, api_floor_seconds) / ours_seconds
 
 
+def ms_per_issuance(cpu_seconds: dict[str, float], n: int) -> dict[str, float]:
+    """CPU seconds by process over n issuances -> milliseconds per issuance, with their total."""
+    out = {name: 1000 * seconds / n for name, seconds in cpu_seconds.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
 def linear_slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of ys over xs."""
     if len(xs) != len(ys):

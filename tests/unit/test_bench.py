@@ -38,6 +38,11 @@ def test_median_of_runs_goes_key_by_key_and_into_nested_dicts():
     assert m["only_here"] == 5
 
 
+def test_cpu_per_issuance_is_in_milliseconds_with_its_total():
+    per = stats.ms_per_issuance({"apiserver": 3.0, "etcd": 0.5}, 1000)
+    assert per == pytest.approx({"apiserver": 3.0, "etcd": 0.5, "total": 3.5})
+
+
 def test_efficiency_is_the_slower_floor_over_our_time():
     assert stats.efficiency(10.0, 2.0, 7.0) == pytest.approx(0.7)
     assert stats.efficiency(4.0, 4.0, 1.0) == 1.0
