@@ -126,9 +126,9 @@ def to_manifest(namespace: str, secret: SecretState) -> dict:
 class SecretCache(ReflectedCache[SecretState]):
     """Our Secrets by (namespace, name), fed by a label-selected watch and by our own writes.
 
-    Our writes are stored at once (write-through): a reconcile right after an issuance sees the new Secret
-    before the watch delivers it, and the watch's echo of it, being no newer, changes
-    nothing and wakes nobody.
+    Our writes are stored at once (write-through): a reconcile right after an issuance sees
+    the new Secret before the watch delivers it, and the watch's echo of it, being no newer,
+    changes nothing and wakes nobody.
 
     on_change(namespace, secret, own_write) is called for every change the store accepted,
     with the new state, or the last one held when the Secret is gone.
