@@ -41,6 +41,11 @@ def pem_subjects(text: str) -> list[str]:
     return [c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(text.encode())]
 
 
+def selector_label() -> str:
+    """A fresh label value; the letters in front keep YAML from reading it as a number (12345678, 1e345678)."""
+    return f"sel-{uuid.uuid4().hex[:8]}"
+
+
 def bundle_manifest(name: str, label: str, sources: str, target: str = "{configMap: {key: ca.crt}}") -> str:
     return (f"apiVersion: certmint.io/v1\nkind: Bundle\nmetadata: {{name: {name}}}\n"
             f"spec:\n  sources: {sources}\n  target: {target}\n"
@@ -48,7 +53,7 @@ def bundle_manifest(name: str, label: str, sources: str, target: str = "{configM
 
 
 def test_bundle_reaches_matching_namespaces_only_and_follows_their_labels(kubectl, operator):
-    label, name = uuid.uuid4().hex[:8], f"trust-{uuid.uuid4().hex[:6]}"
+    label, name = selector_label(), f"trust-{uuid.uuid4().hex[:6]}"
     a, b = TestCA("Bundle Root A"), TestCA("Bundle Root B")
     kubectl("create", "secret", "generic", f"{name}-src", "-n", OPERATOR_NAMESPACE,
             f"--from-literal=ca.crt={b.cert_pem.decode()}")
@@ -123,7 +128,7 @@ def test_bundle_reaches_matching_namespaces_only_and_follows_their_labels(kubect
 
 
 def test_invalid_sources_keep_the_last_good_content(kubectl, operator):
-    label, name = uuid.uuid4().hex[:8], f"keep-{uuid.uuid4().hex[:6]}"
+    label, name = selector_label(), f"keep-{uuid.uuid4().hex[:6]}"
     ca = TestCA("Keep Root")
     ns = f"{name}-ns"
     kubectl("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: "
