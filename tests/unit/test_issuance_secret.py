@@ -9,7 +9,7 @@ import pytest
 from certmint.issuance import COMBINED_PEM, KEY_DER, issue_certificate, issued_secret, join_csv
 from certmint.issuers import issuer_state
 from certmint.model import parse_certificate_spec, parse_issuer_spec
-from certmint.policy.types import TLS_CERT, TLS_KEY, SecretState
+from certmint.policy.types import SECRET_ANNOTATION_NAMES, TLS_CERT, TLS_KEY, SecretState
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 SELF_SIGNED = issuer_state(parse_issuer_spec({"selfSigned": {}}), None, NOW)
@@ -56,6 +56,15 @@ def test_email_sans_only_when_there_are_email_addresses():
     assert "certmint.io/email-sans" not in secret_for({}).annotations
     with_emails = secret_for({"emailAddresses": ["a@example.com", "b@example.com"]}).annotations
     assert with_emails["certmint.io/email-sans"] == "a@example.com,b@example.com"
+
+
+def test_every_annotation_written_is_in_the_one_list_of_names():
+    """The Secret cache compresses against SECRET_ANNOTATION_NAMES: a Secret with every optional
+    annotation uses each name there, and no other."""
+    parsed = parse_certificate_spec({**BASE, "subject": FULL_SUBJECT, "emailAddresses": ["a@example.com"]})
+    secret = issued_secret(parsed.secret_name, "web", parsed, issue_certificate(parsed, SELF_SIGNED, None, NOW),
+                           1, "renew-1", None)
+    assert sorted(secret.annotations) == sorted(SECRET_ANNOTATION_NAMES)
 
 
 def test_name_annotations_are_always_written_even_when_empty():

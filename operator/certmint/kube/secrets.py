@@ -14,23 +14,7 @@ from typing import Callable, cast
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import ReflectedCache
 from certmint.kube.store import Change, Key, Store, WritesInFlight, compress, decompress
-from certmint.policy.types import (
-    ALT_NAMES,
-    CA_CERT,
-    CERTIFICATE_NAME,
-    COMMON_NAME,
-    EMAIL_SANS,
-    IP_SANS,
-    ISSUER_GROUP,
-    ISSUER_KIND,
-    ISSUER_NAME,
-    REVISION,
-    SUBJECT_ANNOTATIONS,
-    TLS_CERT,
-    TLS_KEY,
-    URI_SANS,
-    SecretState,
-)
+from certmint.policy.types import CA_CERT, CERTIFICATE_NAME, SECRET_ANNOTATION_NAMES, TLS_CERT, TLS_KEY, SecretState
 
 SECRET_SELECTOR = CERTIFICATE_NAME  # "has the label": a server-side existence selector
 
@@ -68,8 +52,7 @@ SECRET_DICTIONARY = marshal.dumps((
     "", {TLS_CERT: _PEM, TLS_KEY: b"-----BEGIN RSA PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\n"
                               b"-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n", CA_CERT: _PEM},
     {CERTIFICATE_NAME: ""},
-    {k: "" for k in (*SUBJECT_ANNOTATIONS.values(), REVISION, EMAIL_SANS, URI_SANS, IP_SANS, ALT_NAMES,
-                     COMMON_NAME, ISSUER_GROUP, ISSUER_KIND, ISSUER_NAME, CERTIFICATE_NAME)},
+    {k: "" for k in SECRET_ANNOTATION_NAMES},
     "kubernetes.io/tls"))
 
 

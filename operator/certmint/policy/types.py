@@ -41,6 +41,9 @@ ISSUER_CHANGED = "IssuerChanged"
 # On the Certificate: any new value asks for one issuance; the Secret records the value handled.
 RENEW = f"{DOMAIN}/renew"
 RENEW_HANDLED = f"{DOMAIN}/renew-handled"
+# Every annotation certmint writes on a Secret (the user's secretTemplate adds its own).
+SECRET_ANNOTATION_NAMES = (CERTIFICATE_NAME, ISSUER_NAME, ISSUER_KIND, ISSUER_GROUP, COMMON_NAME, ALT_NAMES, IP_SANS,
+                           URI_SANS, EMAIL_SANS, *SUBJECT_ANNOTATIONS.values(), REVISION, RENEW_HANDLED)
 
 
 @dataclass(frozen=True)
