@@ -60,13 +60,13 @@ def test_issuer_changed_waits_for_its_turn_and_keeps_the_certificate_ready():
     old = ca_secret("root")
     new = ca_secret("root", NOW + dt.timedelta(seconds=1), previous=old)
     at = NOW + dt.timedelta(minutes=3)
-    d = decide(observe(leaf(old), new, NOW + dt.timedelta(seconds=2), rotation_at=at))
+    d = decide(observe(leaf(old), new, NOW + dt.timedelta(seconds=2), rotation_at=lambda: at))
     assert isinstance(d, UpToDate) and d.renewal_time == at  # renewed then, Ready until
-    d = decide(observe(leaf(old), new, at, rotation_at=at))
+    d = decide(observe(leaf(old), new, at, rotation_at=lambda: at))
     assert isinstance(d, Issue) and d.reason == "IssuerChanged"
 
 
-def test_the_gate_given_as_a_function_is_asked_only_when_the_issuer_changed():
+def test_the_gate_is_asked_only_when_the_issuer_changed():
     asked: list[int] = []
     old = ca_secret("root")
     new = ca_secret("root", NOW + dt.timedelta(seconds=1), previous=old)
@@ -87,7 +87,7 @@ def test_the_gate_only_holds_back_issuer_changed():
     old = ca_secret("root")
     new = ca_secret("root", NOW + dt.timedelta(seconds=1), previous=old)
     later = NOW + dt.timedelta(days=2)
-    d = decide(observe(leaf(old), new, later, rotation_at=later + dt.timedelta(hours=1)))
+    d = decide(observe(leaf(old), new, later, rotation_at=lambda: later + dt.timedelta(hours=1)))
     assert isinstance(d, Issue) and d.reason == "Expired"
 
 
@@ -107,7 +107,7 @@ def test_a_gated_certificate_is_still_renewed_at_its_ordinary_time():
     old = ca_secret("root")
     new = ca_secret("root", NOW + dt.timedelta(seconds=1), previous=old)
     later = NOW + dt.timedelta(days=300)
-    d = decide(observe(leaf(old), new, NOW + dt.timedelta(hours=15), rotation_at=later))
+    d = decide(observe(leaf(old), new, NOW + dt.timedelta(hours=15), rotation_at=lambda: later))
     assert isinstance(d, UpToDate) and d.renewal_time < NOW + dt.timedelta(hours=17)  # its ordinary renewal
-    d = decide(observe(leaf(old), new, NOW + dt.timedelta(hours=17), rotation_at=later))  # past it: issued
+    d = decide(observe(leaf(old), new, NOW + dt.timedelta(hours=17), rotation_at=lambda: later))  # past it: issued
     assert isinstance(d, Issue) and d.reason == "IssuerChanged"

@@ -78,7 +78,7 @@ def decide(obs: Observed, backoff: Backoff = Backoff()) -> Decision:
         first = first_trigger(obs, parsed)
         if first is None:
             return _up_to_date(obs, parsed)
-        rotation_at = _rotation_at(obs) if first.reason == ISSUER_CHANGED else None
+        rotation_at = obs.rotation_at() if first.reason == ISSUER_CHANGED else None
         if rotation_at is not None and obs.now < rotation_at:
             # Still valid, and its peers do not all trust the new root yet: renewed at its turn, or at
             # its ordinary renewal time if that comes first (a certificate is never let expire for it).
@@ -93,10 +93,6 @@ def decide(obs: Observed, backoff: Backoff = Backoff()) -> Decision:
         return Wait("Backoff", f"{trigger.message}; retrying after {obs.failure.attempts} failed "
                     f"attempt(s) at {retry_at.isoformat()}", retry_at)
     return trigger
-
-
-def _rotation_at(obs: Observed) -> dt.datetime | None:
-    return obs.rotation_at() if callable(obs.rotation_at) else obs.rotation_at
 
 
 def _up_to_date(obs: Observed, c: Contents) -> UpToDate:

@@ -97,10 +97,10 @@ class Observed:
     renew_request: str | None = None  # value of the certmint.io/renew annotation
     failure: FailureRecord = field(default_factory=FailureRecord)
     # When an IssuerChanged re-issuance may run: after the issuer's new root has reached the workloads'
-    # trust bundles, at this certificate's place in the rotation window (None: no gate). It may be
-    # given as a function, asked only when the issuer changed: finding it reads the trust bundles
-    # above the issuer, which no other decision needs.
-    rotation_at: dt.datetime | None | Callable[[], dt.datetime | None] = None
+    # trust bundles, at this certificate's place in the rotation window (None: no gate). A function,
+    # asked only when the issuer changed: finding it reads the trust bundles above the issuer, which
+    # no other decision needs.
+    rotation_at: Callable[[], dt.datetime | None] = lambda: None
     # The serials of this certificate's issuer that a CertificateRevocation covers, each with what
     # to say about it (which revocation, why): the current certificate on it is re-issued at once.
     revoked: Mapping[int, str] = field(default_factory=dict)
