@@ -347,10 +347,11 @@ def _configmap_namespace(cluster: Cluster, kind: str, issuer: str) -> str | None
     if kind == "Issuer":
         return cluster.namespace
     from certmint.kube.api import ApiError
+    from certmint.kube.resources import core_path
     from certmint.revocation.ledger import CRL_LABEL, ISSUER_KIND_ANNOTATION, configmap_name
 
     try:
-        found = cluster.api.request("list", "GET", "/api/v1/configmaps",
+        found = cluster.api.request("list", "GET", core_path("configmaps"),
                                     query=[("labelSelector", CRL_LABEL),
                                            ("fieldSelector", f"metadata.name={configmap_name(issuer)}")])
     except ApiError:

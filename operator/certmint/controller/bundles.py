@@ -27,7 +27,7 @@ from certmint.controller import status as st
 from certmint.controller.context import BUNDLE, CERTIFICATE, ISSUER_KINDS, Context, ObjectKey, Result, issuer_key
 from certmint.kube.api import ApiError
 from certmint.kube.objects import BUNDLE_LABEL, HASH_ANNOTATION, ObjectCache, digest
-from certmint.kube.resources import API_VERSION, patch_status
+from certmint.kube.resources import API_VERSION, core_path, patch_status
 from certmint.policy import IssuerState
 from certmint.policy.types import CA_CERT, CERTIFICATE_NAME, TLS_CERT
 from certmint.trust import (
@@ -209,7 +209,7 @@ def read_sources(ctx: Context, spec: BundleSpec) -> tuple[list[tuple[str, bytes 
                                                  f"{source.key}")
             parts.append((where, secret.data[source.key]))
         elif source.kind == CONFIG_MAP:
-            cm = ctx.api.get_or_none(f"/api/v1/namespaces/{trust_namespace}/configmaps/{source.name}")
+            cm = ctx.api.get_or_none(core_path("configmaps", trust_namespace, source.name))
             if cm is None:
                 raise BundleError(SOURCE_NOT_FOUND, f"{where}: ConfigMap {trust_namespace}/{source.name} does not "
                                                     "exist")
@@ -303,12 +303,12 @@ def sync_targets(ctx: Context, name: str, obj: dict, spec: BundleSpec, built: Bu
         if not config_map_fresh(namespace):
             body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(name, namespace, obj, built.hash),
                     "data": data, **({"binaryData": binary64} if binary64 else {})}
-            _apply(ctx, trust.config_maps, f"/api/v1/namespaces/{namespace}/configmaps/{name}", body, namespace, name)
+            _apply(ctx, trust.config_maps, core_path("configmaps", namespace, name), body, namespace, name)
             n += 1
         if not secret_fresh(namespace):
             body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": _metadata(name, namespace, obj, built.hash), "data": secret64}
-            _apply(ctx, trust.secrets, f"/api/v1/namespaces/{namespace}/secrets/{name}", body, namespace, name)
+            _apply(ctx, trust.secrets, core_path("secrets", namespace, name), body, namespace, name)
             n += 1
         return n
 
@@ -339,7 +339,7 @@ def cleanup(ctx: Context, name: str, keep_config_maps: set[str], keep_secrets: s
             if target != name or value["labels"].get(BUNDLE_LABEL) != name or namespace in keep:
                 continue
             try:
-                ctx.api.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}/{resource}/{name}")
+                ctx.api.request("delete", "DELETE", core_path(resource, namespace, name))
             except ApiError as e:
                 if not e.not_found:
                     raise

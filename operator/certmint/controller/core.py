@@ -45,7 +45,7 @@ from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.leader import LeaderElector
 from certmint.kube.objects import BUNDLE_LABEL, TrustCaches
 from certmint.kube.reflector import Reflector, list_into, version_number
-from certmint.kube.resources import CLUSTER_SCOPED, INSTANCE, EventRecorder, resource_path
+from certmint.kube.resources import CLUSTER_SCOPED, INSTANCE, EventRecorder, core_path, resource_path
 from certmint.kube.secrets import SecretCache
 from certmint.kube.store import Change, Store
 from certmint.metrics import Metrics
@@ -95,7 +95,7 @@ class Controller:
         crl_namespaces = sorted({*options.namespaces, options.cluster_resource_namespace}) \
             if options.namespaces else [None]
         self.crl_configmaps = [
-            Reflector(api, f"/api/v1/namespaces/{ns}/configmaps" if ns else "/api/v1/configmaps", CRL_LABEL,
+            Reflector(api, core_path("configmaps", ns), CRL_LABEL,
                       self._crl_configmap_event, self._crl_configmaps_relisted_in(ns), name=f"crls:{ns or '*'}")
             for ns in crl_namespaces]
         self._workers: list[threading.Thread] = []

@@ -24,6 +24,7 @@ from certmint.controller.context import (
     to_issuer_key,
 )
 from certmint.kube.api import resource_version
+from certmint.kube.resources import core_path
 from certmint.model import SpecError, parse_issuer_spec
 from certmint.model.issuer import IssuerSpec
 from certmint.policy import IssuerState
@@ -126,7 +127,7 @@ def publish_crl(ctx: Context, key: ObjectKey, obj: dict, spec: IssuerSpec, state
     if outcome.publication is not None:
         manifest = outcome.publication.configmap
         meta = manifest["metadata"]
-        written = ctx.api.apply(f"/api/v1/namespaces/{meta['namespace']}/configmaps/{meta['name']}", manifest)
+        written = ctx.api.apply(core_path("configmaps", meta["namespace"], meta["name"]), manifest)
         remember_configmap(ctx, written)
         ctx.revocations.serve(issuer, outcome.publication.der)
         log.info("published the CRL of %s: %d entries (%s)", issuer, len(outcome.publication.entries),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from certmint.kube.api import Api, resource_version
 from certmint.kube.reflector import ReflectedCache
+from certmint.kube.resources import core_path
 from certmint.kube.store import Change, Store
 
 BUNDLE_LABEL = "certmint.io/bundle"
@@ -89,13 +90,13 @@ class TrustCaches:
     Bundle targets: ConfigMaps and Secrets carrying the certmint.io/bundle label."""
 
     def __init__(self, api: Api, namespaces: list[str] | None, on_namespace: OnChange, on_target: OnChange):
-        self.namespaces = ObjectCache(api, [(None, "/api/v1/namespaces")], None, "namespaces", on_namespace)
+        self.namespaces = ObjectCache(api, [(None, core_path("namespaces"))], None, "namespaces", on_namespace)
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.config_maps = ObjectCache(
-            api, [(ns, f"/api/v1/namespaces/{ns}/configmaps" if ns else "/api/v1/configmaps") for ns in scopes],
+            api, [(ns, core_path("configmaps", ns)) for ns in scopes],
             BUNDLE_LABEL, "bundle-configmaps", on_target)
         self.secrets = ObjectCache(
-            api, [(ns, f"/api/v1/namespaces/{ns}/secrets" if ns else "/api/v1/secrets") for ns in scopes],
+            api, [(ns, core_path("secrets", ns)) for ns in scopes],
             BUNDLE_LABEL, "bundle-secrets", on_target, base64_data=True)
         self.watched = set(namespaces or ())  # empty: every namespace
 

@@ -27,10 +27,19 @@ COMPONENT = "certmint"
 INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 
-def resource_path(kind: str, namespace: str | None = None, name: str | None = None) -> str:
-    plural = PLURALS[kind]
-    base = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+def _path(group_version: str, plural: str, namespace: str | None, name: str | None) -> str:
+    base = group_version + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
     return f"{base}/{name}" if name else base
+
+
+def resource_path(kind: str, namespace: str | None = None, name: str | None = None) -> str:
+    """The path of one of certmint's kinds: all of them, those of a namespace, or one object."""
+    return _path(f"/apis/{GROUP}/{VERSION}", PLURALS[kind], namespace, name)
+
+
+def core_path(plural: str, namespace: str | None = None, name: str | None = None) -> str:
+    """The same for a core (v1) resource: secrets, configmaps, events, namespaces."""
+    return _path("/api/v1", plural, namespace, name)
 
 
 def patch_status(api: Api, kind: str, namespace: str | None, name: str, status: dict) -> dict:
@@ -105,7 +114,7 @@ class EventRecorder:
                 self._sleep(wait)
             namespace = event["metadata"]["namespace"]
             try:
-                self.api.create(f"/api/v1/namespaces/{namespace}/events", event)
+                self.api.create(core_path("events", namespace), event)
             except ApiError as e:
                 log.warning("could not record event %s on %s/%s: %s", event["reason"], namespace,
                             event["involvedObject"]["name"], e)

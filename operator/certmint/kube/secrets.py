@@ -13,15 +13,11 @@ from typing import Callable, cast
 
 from certmint.kube.api import Api, ApiError, resource_version
 from certmint.kube.reflector import ReflectedCache
+from certmint.kube.resources import core_path
 from certmint.kube.store import Change, Key, Store, WritesInFlight, compress, decompress
 from certmint.policy.types import CA_CERT, CERTIFICATE_NAME, SECRET_ANNOTATION_NAMES, TLS_CERT, TLS_KEY, SecretState
 
 SECRET_SELECTOR = CERTIFICATE_NAME  # "has the label": a server-side existence selector
-
-
-def secrets_path(namespace: str | None = None, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
-    return f"{base}/{name}" if name else base
 
 
 def interned(value):
@@ -123,7 +119,7 @@ class SecretCache(ReflectedCache[SecretState]):
         self.writes: WritesInFlight[SecretState] = WritesInFlight()
         self._on_change = on_change or (lambda namespace, secret, own_write: None)
         paths: list[tuple[str | None, str]] = \
-            [(ns, secrets_path(ns)) for ns in namespaces] if namespaces else [(None, secrets_path())]
+            [(ns, core_path("secrets", ns)) for ns in namespaces] if namespaces else [(None, core_path("secrets"))]
         super().__init__(api, paths, SECRET_SELECTOR, "secrets", Store(codec=PackedSecrets()))
 
     def _event(self, kind: str, obj: dict, own_write: bool = False) -> None:
@@ -149,14 +145,14 @@ class SecretCache(ReflectedCache[SecretState]):
 
     def read(self, namespace: str, name: str) -> SecretState | None:
         """A direct GET, for Secrets outside our selector (CA and password Secrets, name conflicts)."""
-        obj = self.api.get_or_none(secrets_path(namespace, name))
+        obj = self.api.get_or_none(core_path("secrets", namespace, name))
         return to_state(obj) if obj else None
 
     def apply(self, namespace: str, secret: SecretState, force: bool = True) -> SecretState:
         key = (namespace, secret.name)
         self.writes.begin(key)
         try:
-            obj = self.api.apply(secrets_path(namespace, secret.name), to_manifest(namespace, secret), force=force)
+            obj = self.api.apply(core_path("secrets", namespace, secret.name), to_manifest(namespace, secret), force=force)
         except BaseException:
             for _, held in self.writes.end(key):  # nothing of ours came: each was someone else's change
                 self._on_change(namespace, held, False)
@@ -169,4 +165,4 @@ class SecretCache(ReflectedCache[SecretState]):
         return state
 
 
-__all__ = ["ApiError", "SecretCache", "secrets_path", "to_manifest", "to_state"]
+__all__ = ["ApiError", "SecretCache", "to_manifest", "to_state"]
